@@ -166,6 +166,17 @@ class Preset:
     def copy(self) -> Preset:
         return from_dict(to_dict(self), base_dir=self.base_dir)
 
+    def absolutized(self) -> Preset:
+        """A copy whose local paths are absolute, so it loads from any folder (e.g. a run's)."""
+        out = self.copy()
+        for key in ("model.id", "model.tokenizer", "dataset.id"):
+            ref = get(out, key)
+            if ref and is_local_path(ref):
+                set_value(out, key, str(self.resolve(ref)))
+        out.dataset.data_files = {split: [str(self.resolve(f)) for f in files]
+                                  for split, files in out.dataset.data_files.items()}
+        return out
+
 
 SECTIONS: dict[str, type] = {
     "model": ModelSection, "dataset": DatasetSection, "accelerator": AcceleratorSection,

@@ -39,7 +39,7 @@ METRIC_SOURCES: dict[str, tuple[str, ...]] = {
     "reward_accuracy": ("{m}/rewards/accuracies",),
     "real_tokens_per_s": ("derived:real_tokens_per_s",),
     "padded_tokens_per_s": ("derived:padded_tokens_per_s", "{m}-mlperf/throughput"),
-    "step_time": ("derived:step_time_s", "{m}/train_step_time", "{m}-mlperf/step_time"),
+    "step_time": ("derived:step_time_s", "{m}/step_time", "{m}-mlperf/step_time"),
     # EasyDeL's tflops is the whole batch's FLOPs over the step time: all chips together,
     # so MFU divides it by the peak of the whole slice.
     "tflops": ("{m}/tflops", "{m}-mlperf/tflops"),

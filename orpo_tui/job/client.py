@@ -129,7 +129,7 @@ class RunClient:
         if local:
             options["resources"] = {"node:__internal_head__": 0.001}
         actor = ray.remote(RunActor).options(**options).remote(
-            run_id, str(run_dir), spec, presets.dumps(preset), secret_values, passthrough,
+            run_id, str(run_dir), spec, presets.dumps(preset.absolutized()), secret_values, passthrough,
             "127.0.0.1" if local else None)
         ray.get(actor.start.remote(), timeout=120)
         return RunHandle(run_id, run_dir, actor)

@@ -46,18 +46,18 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 )
 WIDE = 120
 PLACEHOLDERS = {
-    "model.id": "Qwen/Qwen3-14B or ./models/my-model",
-    "model.tokenizer": "the model's own",
+    "model.id": "e.g. Qwen/Qwen3-14B or ./models/my-model",
+    "model.tokenizer": "empty: the model's own",
     "model.sharding_axis_dims": "[dp, fsdp, ep, tp, sp]",
-    "dataset.id": "mlabonne/orpo-dpo-mix-40k (or use data_files)",
-    "dataset.data_files": '{train = ["data/train.jsonl"]}',
-    "dataset.eval_split": "none",
-    "accelerator.ray_address": "local head",
-    "accelerator.env": '{NAME = "value"}',
-    "accelerator.pip": '["package==1.0"]',
-    "logging.wandb_entity": "your default",
-    "logging.wandb_project": "EasyDeL-ORPO",
-    "logging.wandb_name": "generated",
+    "dataset.id": "e.g. mlabonne/orpo-dpo-mix-40k, or use data_files",
+    "dataset.data_files": 'e.g. {train = ["data/train.jsonl"]}',
+    "dataset.eval_split": "empty: no evaluation split",
+    "accelerator.ray_address": "empty: start or reuse a local head",
+    "accelerator.env": 'e.g. {NAME = "value"}',
+    "accelerator.pip": 'e.g. ["package==1.0"]',
+    "logging.wandb_entity": "empty: your default",
+    "logging.wandb_project": "empty: EasyDeL-ORPO",
+    "logging.wandb_name": "empty: generated",
 }
 TYPE_SUGGESTIONS = [*accelerators.SLICES, "cpu", *accelerators.GPU_PEAK_TFLOPS]
 
@@ -123,9 +123,10 @@ class FieldRow(Vertical):
         if spec.type is bool:
             return Switch(bool(value), animate=False, id=wid, classes="field-editor")
         suggester = SuggestFromList(TYPE_SUGGESTIONS, case_sensitive=False) if self.key == "accelerator.type" else None
-        return Input(format_value(self.key, value), placeholder=PLACEHOLDERS.get(self.key, ""), compact=True,
-                     suggester=suggester, id=wid, classes="field-editor",
-                     cursor_blink=not self.app.is_headless)
+        editor = Input(format_value(self.key, value), placeholder=PLACEHOLDERS.get(self.key, ""), compact=True,
+                       suggester=suggester, id=wid, classes="field-editor")
+        editor.cursor_blink = not self.app.is_headless  # a blinking cursor makes snapshots flaky
+        return editor
 
     @property
     def editor(self) -> Widget:
@@ -275,9 +276,10 @@ class ConfigureScreen(Screen[None]):
         Binding("f2", "save_as", "Save as", id="save_as", tooltip="Save the preset to a new file"),
         Binding("ctrl+t", "pick_slice", "Slice", id="pick_slice",
                 tooltip="Pick a TPU slice (chips, hosts, HBM) or the local CPU"),
-        Binding("f3", "show_changes", "Changes", id="show_changes",
+        Binding("f3", "show_changes", "Diff", id="show_changes",
                 tooltip="Fields that differ from the loaded preset"),
-        Binding("f8", "show_problems", "Problems", id="show_problems",
+        # Kept out of the 80-column footer; the status line names the key when there are problems.
+        Binding("f8", "show_problems", "Problems", id="show_problems", show=False,
                 tooltip="Every problem with the preset; jump to one"),
         Binding("escape", "focus_sections", "Sections", id="focus_sections", show=False,
                 tooltip="Back to the section list"),
@@ -285,7 +287,7 @@ class ConfigureScreen(Screen[None]):
 
     section: var[str] = var("general", init=False)
     """The form shown on the right."""
-    problems: var[list[Problem]] = var(list, init=False)
+    problems: var[list[Problem]] = var(list, init=False, always_update=True)
     """What is wrong with the form now: unparsable fields first, then `preset.validate`."""
     launching: var[bool] = var(False, init=False)
     """A launch is in flight; another is refused."""
@@ -323,7 +325,7 @@ class ConfigureScreen(Screen[None]):
                 yield Static("", id="summary")
                 yield Static("", id="problem-panel")
         yield Static("", id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width >= WIDE, "-wide")
@@ -445,7 +447,8 @@ class ConfigureScreen(Screen[None]):
         elif n:
             first = self.problems[0]
             status.update(Content.assemble(
-                (f"✗ {n} problem{'s' * (n > 1)}", "$text-error bold"), "  ", (first.key, "bold"), f": {first.message}"))
+                (f"✗ {n} problem{'s' * (n > 1)}", "$text-error bold"), (" (f8) ", "dim"), (first.key, "bold"),
+                f": {first.message}"))
         else:
             status.update(Content.assemble(("✓ Ready to launch", "$text-success bold"), "  ctrl+r starts the run"))
         self.set_class(bool(n), "-invalid")

@@ -297,8 +297,9 @@ class SaveAsScreen(ModalScreen[Path | None]):
             yield Static(Content.styled("Save preset as", "bold"), classes="dialog-title")
             yield Static(Content.styled(f"A bare name goes to {display_path(self.save_dir)}/", "dim"),
                          classes="dialog-note")
-            yield Input(display_path(self.default), id="save-path", compact=True,
-                        cursor_blink=not self.app.is_headless)
+            path_input = Input(display_path(self.default), id="save-path", compact=True)
+            path_input.cursor_blink = not self.app.is_headless
+            yield path_input
             yield Static("", id="save-error", classes="field-error")
             yield Static(Content.styled("enter saves · esc cancels", "dim"), classes="dialog-note")
 

@@ -1,0 +1,495 @@
+"""The Monitor: one run streamed live — loss, log-odds, throughput, progress, log, errors.
+
+Data flow (house style): a thread worker loops `handle.poll()` and posts
+`UpdateArrived`; the `@on` handler owns all state and appends into the run's
+`RunHistory`; widgets are never touched from the worker. Two things keep a fast
+stream from flooding the UI: the worker posts one update at a time and merges
+whatever arrives meanwhile into the next (so a lagging UI gets fewer, bigger
+updates, nothing lost), and panels redraw from a timer at most every
+REDRAW_INTERVAL seconds when something changed, never once per record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Label, Log, Static
+from textual.worker import get_current_worker
+
+from orpo_tui import accelerators
+from orpo_tui.job.records import FAILED, LIVE, RUNNING, STOPPED, SUCCEEDED, RunInfo, Update
+from orpo_tui.series import RunHistory
+from orpo_tui.ui.widgets.panels import (
+    ErrorPanel, LogOddsPanel, LogPanel, LossPanel, PanelTabs, ProgressLine, ThroughputPanel,
+    format_metric,
+)
+
+#: Seconds a poll blocks at most: also how soon the worker notices it should stop.
+POLL_TIMEOUT = 0.5
+#: Panels redraw at most this often while data streams in.
+REDRAW_INTERVAL = 0.08
+#: Below this size panels are shown one at a time (keys 1..5); at or above, all at once.
+WIDE_MIN_WIDTH, WIDE_MIN_HEIGHT = 140, 40
+#: Plot windows `w` cycles through: the whole history, then the last N train steps.
+WINDOWS: tuple[int | None, ...] = (None, 10_000, 1_000, 100)
+LOG_LINES = 2000
+#: The footer shows the panel keys as one group: "12345 Panel".
+PANEL_KEYS = Binding.Group("Panel", compact=True)
+
+PANELS: tuple[tuple[str, str], ...] = (
+    ("loss", "Loss"), ("logodds", "Log-odds"), ("throughput", "Throughput"),
+    ("log", "Log"), ("error", "Error"),
+)
+
+
+class RunHandleLike(Protocol):
+    """What the monitor needs of `orpo_tui.job.client.RunHandle`."""
+
+    run_id: str
+
+    def poll(self, timeout: float = 0.5) -> Update: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class UpdateArrived(Message):
+    """Everything new from the run since the previous one (possibly several polls merged)."""
+
+    update: Update
+
+
+@dataclass
+class PollFailed(Message):
+    """A poll raised: the run is unreachable for now (the worker keeps trying)."""
+
+    error: str
+
+
+@dataclass
+class StopFailed(Message):
+    """`handle.stop()` raised."""
+
+    error: str
+
+
+def merge_updates(first: Update | None, then: Update) -> Update:
+    """One update holding `first` followed by `then` (latest info and cursors win)."""
+    if first is None:
+        return then
+    return Update(then.info, first.metrics + then.metrics, first.logs + then.logs,
+                  first.events + then.events, then.metric_cursor, then.log_cursor,
+                  then.event_cursor)
+
+
+def _is_empty(update: Update) -> bool:
+    return not (update.metrics or update.logs or update.events)
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One log line for a run event."""
+    kind = str(event.get("kind", "event"))
+    message = event.get("message")
+    if message is None:
+        rest = {k: v for k, v in event.items() if k not in ("kind", "time", "traceback")}
+        message = json.dumps(rest, sort_keys=True, default=str) if rest else ""
+    return f"▸ {kind}: {message}" if message else f"▸ {kind}"
+
+
+class StopConfirm(ModalScreen[bool]):
+    """Ask before stopping a run: the trainer writes a checkpoint, then stops."""
+
+    DEFAULT_CSS = """
+    StopConfirm {
+        align: center middle;
+        background: $background 60%;
+    }
+    StopConfirm #stop-dialog {
+        width: 60;
+        max-width: 100%;
+        height: auto;
+        border: round $error;
+        background: $surface;
+        padding: 0 1;
+    }
+    StopConfirm #stop-title { text-style: bold; margin-bottom: 1; }
+    StopConfirm #stop-help { margin-bottom: 1; }
+    StopConfirm #stop-buttons { height: auto; align-horizontal: right; }
+    StopConfirm #stop-buttons Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Stop run", id="stop-confirm.yes",
+                tooltip="Write a checkpoint, then stop the run"),
+        Binding("n,escape", "answer(False)", "Keep running", id="stop-confirm.no",
+                tooltip="Close this and let the run go on"),
+    ]
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="stop-dialog"):
+            yield Label(Content.assemble("Stop run ", (self.run_id, "bold"), "?"), id="stop-title")
+            yield Static("The trainer saves a checkpoint first, then stops. "
+                         "It can be resumed from that checkpoint.", id="stop-help")
+            with Horizontal(id="stop-buttons"):
+                yield Button("Stop (y)", variant="error", id="stop-yes")
+                yield Button("Keep running (n)", variant="default", id="stop-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#stop-no", Button).focus()
+
+    @on(Button.Pressed, "#stop-yes")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#stop-no")
+    def _no(self) -> None:
+        self.dismiss(False)
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class MonitorScreen(Screen[None]):
+    """Live view of one run, fed by a RunHandle polled in a thread worker."""
+
+    CSS_PATH = "monitor.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_MIN_WIDTH, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (WIDE_MIN_HEIGHT, "-tall")]
+
+    BINDINGS = [
+        *(Binding(str(i), f"show_panel('{key}')", label, group=PANEL_KEYS,
+                  id=f"monitor.panel.{key}", tooltip=f"Show the {label} panel")
+          for i, (key, label) in enumerate(PANELS, 1)),
+        Binding("s", "stop", "Stop", id="monitor.stop",
+                tooltip="Stop the run gracefully: checkpoint first (asks to confirm)"),
+        Binding("z", "zoom", "Zoom", id="monitor.zoom",
+                tooltip="Fill the screen with the focused panel; again to restore"),
+        Binding("w", "window", "Window", id="monitor.window",
+                tooltip="Plot the whole history or only the last 10k / 1k / 100 steps"),
+        Binding("escape", "close", "Back", id="monitor.close",
+                tooltip="Leave the monitor; the run goes on"),
+    ]
+
+    active_panel: reactive[str] = reactive("loss", init=False)
+    """The panel shown at small sizes (all are shown at large ones)."""
+    state: reactive[str] = reactive("", init=False)
+    """The run's state as last reported."""
+
+    def __init__(self, handle: RunHandleLike, preset: Any = None, *, name: str | None = None,
+                 id: str | None = None, classes: str | None = None):
+        super().__init__(name=name, id=id, classes=classes)
+        self.handle = handle
+        self.preset = preset
+        self.history = RunHistory()
+        self.info: RunInfo | None = None
+        self.error: tuple[str, str] | None = None
+        self.stop_requested = False
+        self.connection_error = ""
+        self.window_index = 0
+        #: True once the run ended and its last update is drawn (tests wait on this).
+        self.drained = False
+        self.updates_applied = 0
+        self._dirty = False
+        self._pending_log: list[str] = []
+        self._consumed = threading.Event()
+        self._consumed.set()
+        self._closing = threading.Event()
+        self.peak_tflops = self._peak(preset)
+
+    @staticmethod
+    def _peak(preset: Any) -> float | None:
+        acc = getattr(preset, "accelerator", None)
+        if acc is None:
+            return None
+        try:
+            return accelerators.peak_tflops(acc.kind, acc.type, acc.count)
+        except Exception:  # an odd preset must not take the monitor down
+            return None
+
+    # -- layout --
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="run-bar"):
+            yield Static(self._title_text(), id="run-title", markup=False)
+            yield Static("", id="run-state")
+        yield ProgressLine(id="progress")
+        yield PanelTabs(PANELS, id="tabs")
+        with Container(id="panels"):
+            yield LossPanel(self.history, title="1 Loss", id="loss", classes="panel -active")
+            yield LogOddsPanel(self.history, title="2 Log-odds", id="logodds")
+            yield ThroughputPanel(self.history, title="3 Throughput", id="throughput",
+                                  peak_tflops=self.peak_tflops)
+            yield LogPanel(title="4 Log", id="log", max_lines=LOG_LINES)
+            yield ErrorPanel(title="5 Error", id="error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(PanelTabs).set_hidden({"error"})
+        self._paint_state()
+        self.set_interval(REDRAW_INTERVAL, self._flush, name="monitor-redraw")
+        self._poll_run()
+
+    def on_unmount(self) -> None:
+        self._closing.set()
+        self.workers.cancel_group(self, "monitor-poll")
+
+    # -- the worker --
+
+    @work(thread=True, exclusive=True, group="monitor-poll", exit_on_error=False)
+    def _poll_run(self) -> None:
+        worker = get_current_worker()
+        pending: Update | None = None
+        posted_state = ""
+        failures = 0
+        while not worker.is_cancelled and not self._closing.is_set():
+            try:
+                # While an update waits for the UI, poll briefly so it goes out soon.
+                update = self.handle.poll(timeout=POLL_TIMEOUT if pending is None else 0.05)
+            except Exception as exc:  # unreachable for now: say so, back off, try again
+                failures += 1
+                self.post_message(PollFailed(f"{type(exc).__name__}: {exc}"))
+                if self._closing.wait(min(5.0, 0.5 * failures)):
+                    return
+                continue
+            failures = 0
+            pending = merge_updates(pending, update)
+            if update.done:
+                self.post_message(UpdateArrived(pending))
+                return
+            # One update in flight at a time; the rest merges into the next one.
+            if self._consumed.is_set() and (not _is_empty(pending) or pending.state != posted_state):
+                posted_state = pending.state
+                self._consumed.clear()
+                self.post_message(UpdateArrived(pending))
+                pending = None
+
+    @work(thread=True, exclusive=True, group="monitor-stop", exit_on_error=False)
+    def _send_stop(self) -> None:
+        try:
+            self.handle.stop()
+        except Exception as exc:
+            self.post_message(StopFailed(f"{type(exc).__name__}: {exc}"))
+
+    # -- state (owned here, on the UI thread) --
+
+    @on(UpdateArrived)
+    def _apply_update(self, message: UpdateArrived) -> None:
+        update = message.update
+        self.info = update.info
+        self.connection_error = ""
+        if update.metrics:
+            self.history.add(update.metrics)
+        for event in update.events:
+            self._pending_log.append(format_event(event))
+            if event.get("kind") == "error":
+                self._set_error(str(event.get("message") or update.info.error or "error"),
+                                str(event.get("traceback") or ""))
+        self._pending_log.extend(update.logs)
+        if update.info.error and (update.state == FAILED or self.error is None):
+            if self.error is None or not self.error[0]:
+                self._set_error(update.info.error, self.error[1] if self.error else "")
+        self.state = update.state
+        self.updates_applied += 1
+        self._dirty = True
+        self._consumed.set()
+        if update.done:
+            self._flush()
+            self.drained = True
+
+    @on(PollFailed)
+    def _poll_failed(self, message: PollFailed) -> None:
+        self.connection_error = message.error
+        self._paint_state()
+
+    @on(StopFailed)
+    def _stop_failed(self, message: StopFailed) -> None:
+        self.stop_requested = False
+        self.notify(message.error, title="Stop failed", severity="error")
+        self.refresh_bindings()
+        self._paint_state()
+
+    def _set_error(self, message: str, traceback: str) -> None:
+        first = self.error is None
+        self.error = (message, traceback)
+        self.query_one(ErrorPanel).show(message, traceback)
+        self.add_class("-has-error")
+        self.query_one(PanelTabs).set_hidden(set())
+        self.refresh_bindings()
+        if first:
+            self.active_panel = "error"
+
+    def watch_state(self, state: str) -> None:
+        self.refresh_bindings()
+        self._paint_state()
+
+    # -- drawing --
+
+    def _flush(self) -> None:
+        """Redraw what changed since the last flush (called by the timer, and at the end)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        self._paint_state()
+        self._paint_progress()
+        for panel in self.query(".panel"):
+            refresh = getattr(panel, "refresh_data", None)
+            if refresh is not None:
+                refresh()
+        if self._pending_log:
+            self.query_one(LogPanel).write_lines(self._pending_log)
+            self._pending_log = []
+
+    def _title_text(self) -> str:
+        info = self.info
+        run_id = getattr(self.handle, "run_id", "") or (info.run_id if info else "")
+        parts = [f"run {run_id}"]
+        preset_name = (info.preset_name if info else "") or getattr(self.preset, "name", "")
+        if preset_name:
+            parts.append(preset_name)
+        if info and info.model:
+            parts.append(info.model)
+        if info and info.accelerator:
+            parts.append(info.accelerator)
+        if info and info.checkpoint and self.state in (STOPPED, SUCCEEDED):
+            parts.append(f"checkpoint {info.checkpoint}")
+        return " │ ".join(parts)
+
+    def _paint_state(self) -> None:
+        if not self.is_mounted:
+            return
+        state = self.state or "connecting"
+        label = state
+        if self.stop_requested and state in LIVE and state != "stopping":
+            label = "stop requested"
+        if self.connection_error:
+            label = f"{label} · unreachable"
+        badge = self.query_one("#run-state", Static)
+        badge.update(f" ● {label.upper()} ")
+        for cls in list(badge.classes):
+            if cls.startswith("-state-"):
+                badge.remove_class(cls)
+        badge.add_class(f"-state-{state}")
+        self.query_one("#run-title", Static).update(self._title_text())
+        if self.connection_error:
+            badge.tooltip = self.connection_error
+
+    def _paint_progress(self) -> None:
+        progress = self.query_one(ProgressLine)
+        h = self.history
+        info = self.info
+        total = info.total_steps if info and info.total_steps else 0
+        if not total and self.preset is not None:
+            total = int(getattr(getattr(self.preset, "orpo", None), "max_training_steps", 0) or 0)
+        step = max(h.last_step, info.step if info else 0)
+        start = h.first_time
+        if info and info.started > 0 and (not start == start or info.started <= start):
+            start = info.started
+        end = h.last_time
+        if info and info.ended > 0 and self.state not in LIVE:
+            end = max(info.ended, end) if end == end else info.ended
+        elapsed = end - start if start == start and end == end else math.nan
+        if self.state == SUCCEEDED:
+            eta = 0.0
+        elif self.state in LIVE or not self.state:
+            eta = h.eta_seconds(total)
+        else:
+            eta = math.nan
+        progress.step = step
+        progress.total = total
+        progress.epoch = h.last("epoch")
+        progress.elapsed = elapsed
+        progress.eta = eta
+        window = WINDOWS[self.window_index]
+        progress.window = f"plots: last {window:,} steps" if window else ""
+
+    def watch_active_panel(self, old: str, new: str) -> None:
+        for panel in self.query(".panel"):
+            panel.set_class(panel.id == new, "-active")
+        self.query_one(PanelTabs).set_active(new)
+
+    # -- actions --
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_panel" and parameters and parameters[0] == "error":
+            return self.error is not None
+        if action == "stop":
+            return (self.state in LIVE or not self.state) and not self.stop_requested or None
+        return True
+
+    def action_show_panel(self, key: str) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        self.active_panel = key
+        self.call_after_refresh(self._focus_panel, key)
+
+    def _focus_panel(self, key: str) -> None:
+        panel = self.query_one(f"#{key}")
+        target: Widget = panel.query_one(Log) if isinstance(panel, LogPanel) else panel
+        if target.focusable:
+            target.focus()
+
+    def _current_panel(self) -> Widget:
+        focused = self.focused
+        for node in (focused.ancestors_with_self if focused else ()):
+            if isinstance(node, Widget) and node.has_class("panel"):
+                return node
+        return self.query_one(f"#{self.active_panel}")
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.maximize(self._current_panel())
+
+    def action_window(self) -> None:
+        self.window_index = (self.window_index + 1) % len(WINDOWS)
+        window = WINDOWS[self.window_index]
+        for panel in self.query(".panel"):
+            if hasattr(panel, "window"):
+                panel.window = window
+        self._dirty = True
+        self._flush()
+
+    def action_stop(self) -> None:
+        if self.stop_requested or (self.state and self.state not in LIVE):
+            return
+        run_id = getattr(self.handle, "run_id", "") or (self.info.run_id if self.info else "")
+        self.app.push_screen(StopConfirm(run_id), self._stop_answered)
+
+    def _stop_answered(self, confirmed: bool | None) -> None:
+        if not confirmed or self.stop_requested:
+            return
+        self.stop_requested = True
+        self.refresh_bindings()
+        self._paint_state()
+        self._send_stop()
+        self.notify("Stop requested: the trainer checkpoints, then stops.", title="Stopping")
+
+    def action_close(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.dismiss(None)
+        else:
+            self.app.exit()
+
+
+__all__ = [
+    "MonitorScreen", "PollFailed", "StopConfirm", "StopFailed", "UpdateArrived", "format_event",
+    "format_metric", "merge_updates", "RUNNING",
+]
