@@ -5,6 +5,7 @@
     orpo-tui --preset FILE --dry-run            print what EasyDeL would receive
     orpo-tui runs                               list runs (from the run folders)
     orpo-tui attach RUN [--no-ui]               follow a run from any terminal
+    orpo-tui stop-ray                           stop the local Ray head orpo-tui started
 
 Exit codes: 0 succeeded, 1 the run failed (or was stopped elsewhere),
 2 bad preset or usage, 130 interrupted (a checkpoint was saved first).
@@ -29,7 +30,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-tui", description="ORPO fine-tuning console for EasyDeL on TPUs.")
-    p.add_argument("command", nargs="?", choices=("runs", "attach"), help="runs: list runs; attach RUN: follow one")
+    p.add_argument("command", nargs="?", choices=("runs", "attach", "stop-ray"),
+                   help="runs: list runs; attach RUN: follow one; stop-ray: stop the local Ray head orpo-tui started")
     p.add_argument("run_id", nargs="?", help="run id, with attach")
     p.add_argument("--preset", type=Path, help="preset TOML file to load")
     p.add_argument("--no-ui", action="store_true", help="run headless: one line per logged step")
@@ -46,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "runs":
             return cmd_runs(args)
+        if args.command == "stop-ray":
+            from orpo_tui.job import cluster
+
+            cluster.stop_local_head()
+            print("local Ray head stopped (run folders are kept)")
+            return EXIT_OK
         if args.command == "attach":
             if not args.run_id:
                 print("orpo-tui: attach needs a run id (see `orpo-tui runs`)", file=sys.stderr)

@@ -588,7 +588,8 @@ def _check_accelerator(p: Preset) -> list[Problem]:
         if k in (p.secrets.hf_token_env, p.secrets.wandb_api_key_env, "HF_TOKEN", "WANDB_API_KEY"):
             out.append(Problem(f"accelerator.env.{k}", "secrets go in [secrets] as variable names, never values"))
     dims = p.model.sharding_axis_dims
-    if len(dims) == 5 and dims.count(-1) <= 1 and all(d == -1 or d >= 1 for d in dims):
+    # devices < 1 (a GPU count of 0) is already reported by the field check; skip the maths.
+    if devices >= 1 and len(dims) == 5 and dims.count(-1) <= 1 and all(d == -1 or d >= 1 for d in dims):
         fixed = 1
         for d in dims:
             fixed *= d if d > 0 else 1
@@ -622,7 +623,7 @@ def _check_orpo(p: Preset) -> list[Problem]:
     if o.learning_rate_end > o.learning_rate:
         out.append(Problem("orpo.learning_rate_end",
                            f"{o.learning_rate_end:g} is above orpo.learning_rate ({o.learning_rate:g})"))
-    if o.total_batch_size % o.gradient_accumulation_steps:
+    if o.gradient_accumulation_steps >= 1 and o.total_batch_size % o.gradient_accumulation_steps:
         out.append(Problem("orpo.gradient_accumulation_steps",
                            f"{o.gradient_accumulation_steps} does not divide orpo.total_batch_size "
                            f"({o.total_batch_size})"))
