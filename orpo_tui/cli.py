@@ -5,6 +5,7 @@
     orpo-tui --preset FILE --dry-run            print what EasyDeL would receive
     orpo-tui runs                               list runs (from the run folders)
     orpo-tui attach RUN [--no-ui]               follow a run from any terminal
+    orpo-tui resume RUN [--no-ui]               continue a stopped/failed run from its checkpoint
     orpo-tui stop-ray                           stop the local Ray head orpo-tui started
 
 Exit codes: 0 succeeded, 1 the run failed (or was stopped elsewhere),
@@ -30,8 +31,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-tui", description="ORPO fine-tuning console for EasyDeL on TPUs.")
-    p.add_argument("command", nargs="?", choices=("runs", "attach", "stop-ray"),
-                   help="runs: list runs; attach RUN: follow one; stop-ray: stop the local Ray head orpo-tui started")
+    p.add_argument("command", nargs="?", choices=("runs", "attach", "resume", "stop-ray"),
+                   help="runs: list runs; attach RUN: follow one; resume RUN: continue a stopped or failed "
+                        "run from its checkpoint; stop-ray: stop the local Ray head orpo-tui started")
     p.add_argument("run_id", nargs="?", help="run id, with attach")
     p.add_argument("--preset", type=Path, help="preset TOML file to load")
     p.add_argument("--no-ui", action="store_true", help="run headless: one line per logged step")
@@ -54,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop_local_head()
             print("local Ray head stopped (run folders are kept)")
             return EXIT_OK
-        if args.command == "attach":
+        if args.command in ("attach", "resume"):
             if not args.run_id:
-                print("orpo-tui: attach needs a run id (see `orpo-tui runs`)", file=sys.stderr)
+                print(f"orpo-tui: {args.command} needs a run id (see `orpo-tui runs`)", file=sys.stderr)
                 return EXIT_USAGE
-            return cmd_attach(args)
+            return cmd_attach(args) if args.command == "attach" else cmd_resume(args)
         if args.dry_run or args.no_ui:
             if args.preset is None:
                 print("orpo-tui: --no-ui and --dry-run need --preset FILE", file=sys.stderr)
@@ -82,7 +84,7 @@ def _preflight_secrets(p, environ=os.environ) -> str | None:
     """A W&B run needs its key unless W&B is offline; say so before launching."""
     if p.logging.use_wandb and environ.get("WANDB_MODE", "") not in ("offline", "disabled") \
             and not environ.get(p.secrets.wandb_api_key_env):
-        return (f"logging.use_wandb is on but ${p.secrets.wandb_api_key_env} is not set "
+        return (f"logging.use_wandb: is on but ${p.secrets.wandb_api_key_env} is not set "
                 f"(export it, set WANDB_MODE=offline, or turn W&B off)")
     return None
 
@@ -171,6 +173,29 @@ def cmd_attach(args: argparse.Namespace) -> int:
         make_app(attach_run=handle).run()
         return EXIT_OK
     return follow(handle, jsonl=args.jsonl, verbose=args.verbose, own_run=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orpo_tui import preset as presets
+    from orpo_tui.job.client import RunClient
+    from orpo_tui.job.cluster import ClusterError
+
+    try:
+        handle = RunClient(args.runs_dir, args.ray_address).resume(args.run_id)
+    except (KeyError, presets.PresetError) as e:
+        print(f"orpo-tui: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClusterError as e:
+        print(f"orpo-tui: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    info = sys.stderr if args.jsonl else sys.stdout
+    print(f"run {handle.run_id}: resuming -> {handle.run_dir}", file=info, flush=True)
+    if not args.no_ui:
+        from orpo_tui.ui.app import make_app
+
+        make_app(attach_run=handle).run()
+        return EXIT_OK
+    return follow(handle, jsonl=args.jsonl, verbose=args.verbose)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -295,6 +320,8 @@ def format_event(event: dict[str, Any], run_dir: Path) -> str | None:
         return f"· state: {event.get('state')}"
     if kind == "error":
         return f"error: {event.get('message')}  (traceback in {Path(run_dir) / 'events.jsonl'})"
+    if kind == "resumed":
+        return f"· resumed from the checkpoint at step {event.get('step')}"
     if kind == "configured":
         return f"· {event.get('train_examples')} training pairs, {event.get('total_steps')} steps"
     return None

@@ -398,14 +398,39 @@ def load(path: str | os.PathLike) -> Preset:
     return loads(text, file=path, base_dir=path.resolve().parent)
 
 
+def rebased(preset: Preset, new_dir: Path) -> Preset:
+    """A copy whose relative local paths mean the same files when read from `new_dir`."""
+    out = preset.copy()
+
+    def move(ref: str) -> str:
+        if not ref or not is_local_path(ref) or Path(ref).expanduser().is_absolute():
+            return ref
+        rel = os.path.relpath(preset.resolve(ref), new_dir)
+        return rel if rel.startswith("..") else f"./{rel}"
+
+    for key in ("model.id", "model.tokenizer", "dataset.id"):
+        set_value(out, key, move(get(out, key)))
+    out.dataset.data_files = {k: [move(f) if is_local_path(f) else move(f"./{f}") for f in v]
+                              for k, v in out.dataset.data_files.items()}
+    out.base_dir = new_dir
+    return out
+
+
 def dumps(preset: Preset) -> str:
     return tomli_w.dumps(to_dict(preset))
 
 
 def save(preset: Preset, path: str | os.PathLike) -> Path:
-    """Write the preset as TOML (atomically); secrets are only ever env-var names."""
+    """Write the preset as TOML (atomically); secrets are only ever env-var names.
+
+    Relative local paths are rewritten relative to the new file's folder, so a
+    "save as" elsewhere still points at the same model and data.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.resolve().parent
+    if preset.base_dir is not None and preset.base_dir.resolve() != target:
+        preset = rebased(preset, target)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(dumps(preset), encoding="utf-8")
     tmp.replace(path)
@@ -585,7 +610,8 @@ def _check_accelerator(p: Preset) -> list[Problem]:
     for k in a.env:
         if not ENV_NAME.match(k):
             out.append(Problem(f"accelerator.env.{k}", "is not a valid environment variable name"))
-        if k in (p.secrets.hf_token_env, p.secrets.wandb_api_key_env, "HF_TOKEN", "WANDB_API_KEY"):
+        if k in (p.secrets.hf_token_env, p.secrets.wandb_api_key_env, "HF_TOKEN", "WANDB_API_KEY") \
+                or LOOKS_LIKE_TOKEN.match(a.env[k]):
             out.append(Problem(f"accelerator.env.{k}", "secrets go in [secrets] as variable names, never values"))
     dims = p.model.sharding_axis_dims
     # devices < 1 (a GPU count of 0) is already reported by the field check; skip the maths.

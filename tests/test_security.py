@@ -35,12 +35,13 @@ def test_ray_head_refuses_clients_without_the_token(ray_head, tmp_path):
     from orpo_tui.job import cluster
 
     token = cluster.token_path()
+    address = cluster.local_head_address()  # the head may have been restarted by another test
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
-    assert probe(ray_head, {}).startswith("REFUSED")
+    assert probe(address, {}).startswith("REFUSED")
     wrong = tmp_path / "wrong_token"
     wrong.write_text("0" * 64)
-    assert probe(ray_head, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(wrong)}).startswith("REFUSED")
-    assert probe(ray_head, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}) == "CONNECTED"
+    assert probe(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(wrong)}).startswith("REFUSED")
+    assert probe(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}) == "CONNECTED"
 
 
 def collect(token: str):

@@ -52,11 +52,13 @@ class RunActor:
         self.store.write_preset(preset_toml)
         self._cond = threading.Condition()
         self._metrics: list[MetricRecord] = []
-        self._metric_base = 0
+        # A resumed run keeps its folder: cursors continue after the steps already on disk.
+        self._metric_base = sum(1 for _ in run_store.read_jsonl(self.run_dir / "metrics.jsonl"))
         self._logs: list[str] = []
         self._log_base = 0
         self._events: list[dict[str, Any]] = []
         self._bye = threading.Event()
+        self._info_written = 0.0
         self._step_times: list[float] = []
         self._first_time = 0.0
         with self._cond:
@@ -201,6 +203,9 @@ class RunActor:
                 self.info.last_loss = loss
             if self.info.state == STARTING:
                 self._set_state(RUNNING)
+            elif rec.time - self._info_written > 2.0:  # `orpo-tui runs` reads this with no Ray
+                self.store.write_info(self.info)
+                self._info_written = rec.time
         self.store.append_metric(rec)
         self._metrics.append(rec)
         if len(self._metrics) > MEMORY_STEPS:

@@ -107,7 +107,7 @@ class RunClient:
         return self._connected
 
     def launch(self, preset: presets.Preset, *, run_id: str | None = None,
-               environ: dict[str, str] | None = None) -> RunHandle:
+               environ: dict[str, str] | None = None, resume: bool = False) -> RunHandle:
         """Start a run of `preset`; returns a handle attached from its first step."""
         env = os.environ if environ is None else environ
         problems = presets.validate(preset)
@@ -118,7 +118,7 @@ class RunClient:
 
         run_id = run_id or store.new_run_id(preset.name)
         run_dir = self.runs_dir / run_id
-        spec = resolve.resolved(preset, run_dir)
+        spec = resolve.resolved(preset, run_dir, resume=resume)
         secret_values = {"hf_token": env.get(preset.secrets.hf_token_env, ""),
                          "wandb_api_key": env.get(preset.secrets.wandb_api_key_env, "")}
         passthrough = resolve.passthrough_env(dict(env))
@@ -133,6 +133,38 @@ class RunClient:
             "127.0.0.1" if local else None)
         ray.get(actor.start.remote(), timeout=120)
         return RunHandle(run_id, run_dir, actor)
+
+    def resume(self, run_id: str, *, environ: dict[str, str] | None = None) -> RunHandle:
+        """Continue an ended run from its newest checkpoint, in the same folder and history."""
+        run_dir = self.runs_dir / run_id
+        info = store.read_info(run_dir)
+        if info is None:
+            raise KeyError(f"no run {run_id!r} in {self.runs_dir}")
+        handle = self.attach(run_id)
+        info = handle.info()
+        if info.state not in TERMINAL:
+            raise presets.PresetError(f"run {run_id} is still {info.state}: stop it before resuming")
+        preset = presets.load(run_dir / "preset.toml")
+        save_dir = resolve.save_directory(preset, run_dir)
+        latest = store.latest_checkpoint(save_dir)
+        if latest is None and "://" not in save_dir:
+            raise presets.PresetError(f"run {run_id} has no checkpoint under {save_dir} to resume from")
+        if latest is not None:
+            store.truncate_metrics(run_dir, latest[1])
+        if handle._actor is not None:
+            import ray
+
+            ray.kill(handle._actor)  # the ended run's actor: its name is needed again
+            import time
+
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
+                except ValueError:
+                    break
+                time.sleep(0.1)  # Ray frees a killed actor's name asynchronously
+        return self.launch(preset, run_id=run_id, environ=environ, resume=True)
 
     def attach(self, run_id: str) -> RunHandle:
         """Attach to a run by id: its actor if alive, else its run folder."""

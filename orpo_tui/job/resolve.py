@@ -52,7 +52,7 @@ def model_args(preset: Preset) -> dict[str, Any]:
     }
 
 
-def orpo_args(preset: Preset, run_dir: Path | None = None) -> dict[str, Any]:
+def orpo_args(preset: Preset, run_dir: Path | None = None, *, resume: bool = False) -> dict[str, Any]:
     """Keyword arguments of `ORPOConfig`."""
     o, out, lg = preset.orpo, preset.output, preset.logging
     return {
@@ -86,6 +86,9 @@ def orpo_args(preset: Preset, run_dir: Path | None = None) -> dict[str, Any]:
         "report_steps": lg.report_steps,
         "log_steps": lg.log_steps,
         "shuffle_seed_train": o.shuffle_seed,
+        # A new run never silently continues an old checkpoint in a shared (gs://) folder;
+        # `orpo-tui resume RUN` asks for it explicitly.
+        "resume_if_possible": resume,
         # "json" because tqdm/rich would draw on a terminal the console owns.
         "progress_bar_type": "json",
     }
@@ -118,7 +121,7 @@ def passthrough_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if k in PASSTHROUGH_ENV or k.startswith(PASSTHROUGH_PREFIX)}
 
 
-def resolved(preset: Preset, run_dir: Path | None = None) -> dict[str, Any]:
+def resolved(preset: Preset, run_dir: Path | None = None, *, resume: bool = False) -> dict[str, Any]:
     """Everything the training process needs, as plain data (no secret values)."""
     a = preset.accelerator
     return {
@@ -126,7 +129,8 @@ def resolved(preset: Preset, run_dir: Path | None = None) -> dict[str, Any]:
         "model": model_args(preset),
         "tokenizer": model_ref(preset, preset.model.tokenizer or preset.model.id),
         "dataset": dataset_args(preset),
-        "orpo": orpo_args(preset, run_dir),
+        "orpo": orpo_args(preset, run_dir, resume=resume),
+        "resume": resume,
         "accelerator": {"kind": a.kind, "type": a.type, "count": a.count},
         "runtime_env": runtime_env(preset),
         "wandb_project": preset.logging.wandb_project or None,

@@ -102,6 +102,49 @@ def list_run_dirs(runs_dir: Path) -> list[Path]:
     return sorted((p for p in runs_dir.iterdir() if (p / "run.json").is_file()), reverse=True)
 
 
+def checkpoint_step(path: str) -> int | None:
+    """The step of an EasyDeL checkpoint folder named `run-<step>`."""
+    name = Path(path.rstrip("/")).name
+    return int(name[4:]) if name.startswith("run-") and name[4:].isdigit() else None
+
+
+def latest_checkpoint(save_directory: str) -> tuple[str, int] | None:
+    """The newest local `run-<step>` checkpoint under a save directory (None for gs:// or none)."""
+    root = Path(save_directory)
+    if "://" in save_directory or not root.is_dir():
+        return None
+    found = [(checkpoint_step(str(p)), str(p)) for p in root.rglob("run-*") if p.is_dir()]
+    found = [(s, p) for s, p in found if s is not None]
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> int:
+    """Keep train records up to `last_step` (a resume point); set the rest aside, never delete.
+
+    Returns how many records were set aside (into metrics.replaced.jsonl).
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    keep, aside = [], []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            step = int(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            continue
+        (keep if step <= last_step else aside).append(line)
+    if aside:
+        with open(Path(run_dir) / "metrics.replaced.jsonl", "a", encoding="utf-8") as fh:
+            fh.writelines(aside)
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        tmp.replace(path)
+    return len(aside)
+
+
 def orphaned(info: RunInfo) -> RunInfo:
     """A live-looking run whose actor is gone ended without saying so: mark it failed."""
     if info.state in LIVE:

@@ -123,6 +123,10 @@ def _train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     reporter.event("phase", phase="preparing trainer")
     trainer = ConsoleORPOTrainer(arguments=arguments, model=model, processing_class=tokenizer,
                                  train_dataset=train_ds, eval_dataset=eval_ds)
+    if spec.get("resume"):
+        if not trainer._resumed_from_checkpoint:
+            raise RuntimeError(f"nothing to resume: no loadable checkpoint in {o['save_directory']}")
+        reporter.event("resumed", step=int(jax.device_get(trainer.model_state.step)))
     reporter.event("configured", total_steps=int(trainer.max_training_steps or 0),
                    train_examples=len(train_ds), eval_examples=len(eval_ds) if eval_ds is not None else 0)
     reporter.event("phase", phase="training")
