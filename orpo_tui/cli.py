@@ -6,6 +6,8 @@
     orpo-tui runs                               list runs (from the run folders)
     orpo-tui attach RUN [--no-ui]               follow a run from any terminal
     orpo-tui resume RUN [--no-ui]               continue a stopped/failed run from its checkpoint
+    orpo-tui preflight --preset FILE [--jsonl]  tokenized example, lengths, truncation, bad pairs
+    orpo-tui export-script --preset FILE [-o F] the equivalent standalone EasyDeL + Ray script
     orpo-tui stop-ray                           stop the local Ray head orpo-tui started
 
 Exit codes: 0 succeeded, 1 the run failed (or was stopped elsewhere),
@@ -31,15 +33,18 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-tui", description="ORPO fine-tuning console for EasyDeL on TPUs.")
-    p.add_argument("command", nargs="?", choices=("runs", "attach", "resume", "stop-ray"),
+    p.add_argument("command", nargs="?", choices=("runs", "attach", "resume", "preflight", "export-script", "stop-ray"),
                    help="runs: list runs; attach RUN: follow one; resume RUN: continue a stopped or failed "
-                        "run from its checkpoint; stop-ray: stop the local Ray head orpo-tui started")
+                        "run from its checkpoint; preflight: check the dataset against the tokenizer and "
+                        "lengths; export-script: write the equivalent standalone Python script; "
+                        "stop-ray: stop the local Ray head orpo-tui started")
     p.add_argument("run_id", nargs="?", help="run id, with attach")
     p.add_argument("--preset", type=Path, help="preset TOML file to load")
     p.add_argument("--no-ui", action="store_true", help="run headless: one line per logged step")
     p.add_argument("--jsonl", action="store_true", help="headless: print metric records as JSON lines")
     p.add_argument("--dry-run", action="store_true", help="print the resolved EasyDeL arguments and exit")
     p.add_argument("--verbose", action="store_true", help="headless: echo the trainer's own output to stderr")
+    p.add_argument("-o", "--output", type=Path, help="export-script: where to write the script (default stdout)")
     p.add_argument("--runs-dir", type=Path, help="where run folders live (default $ORPO_TUI_RUNS_DIR or ./runs)")
     p.add_argument("--ray-address", help="join this Ray cluster (default $RAY_ADDRESS, else a local head)")
     return p
@@ -50,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "runs":
             return cmd_runs(args)
+        if args.command in ("preflight", "export-script"):
+            if args.preset is None:
+                print(f"orpo-tui: {args.command} needs --preset FILE", file=sys.stderr)
+                return EXIT_USAGE
+            if args.command == "preflight":
+                from orpo_tui.preflight import run_cli
+            else:
+                from orpo_tui.export import run_cli
+            return run_cli(args)
         if args.command == "stop-ray":
             from orpo_tui.job import cluster
 

@@ -112,6 +112,7 @@ class OrpoSection:
     do_eval: bool = spec(True, "Evaluate (on the eval split when set)")
     eval_steps: int = spec(0, "Evaluate every N steps; 0 for only at the end", ge=0)
     shuffle_seed: int = spec(64871, "Seed of the training-set shuffle", ge=0)
+    stop_on_nan: bool = spec(False, "Stop the run (saving a checkpoint) when a loss part is NaN or Inf")
 
 
 @dataclass

@@ -84,7 +84,7 @@ def _every_field_changed() -> dict:
             "learning_rate": 2e-5, "learning_rate_end": 2e-6, "beta": 0.25, "optimizer": "lion",
             "scheduler": "linear", "warmup_steps": 5, "weight_decay": 0.05, "clip_grad": 0.5,
             "z_loss": 1e-4, "max_training_steps": 100, "do_eval": True, "eval_steps": 50,
-            "shuffle_seed": 7,
+            "shuffle_seed": 7, "stop_on_nan": True,
         },
         "output": {
             "save_directory": "gs://bucket/orpo", "save_steps": 50, "save_total_limit": 3,

@@ -13,9 +13,11 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 NAMESPACE = "orpo-tui"
@@ -92,25 +94,47 @@ def start_local_head() -> str:
     env = {**os.environ, **_auth_env()}
     log = home() / "ray" / "head-start.log"
     with open(log, "w") as out:
-        # A new session: Ctrl-C in the console must not reach the head.
-        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True, timeout=180)
-    if proc.returncode != 0:
+        # A new session: Ctrl-C in the console must not reach the head, and the head's
+        # processes share one process group we can stop without touching other clusters.
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        returncode = proc.wait(timeout=180)
+    if returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise ClusterError(f"`ray start` failed ({tail[0]}); full output in {log}")
     address = f"127.0.0.1:{port}"
-    _state_path().write_text(json.dumps({"address": address}))
+    _state_path().write_text(json.dumps({"address": address, "pgid": proc.pid}))
     return address
 
 
 def stop_local_head() -> None:
     """Stop the head orpo-tui started (runs on it end; their run folders stay)."""
-    if local_head_address() is None:
+    try:
+        state = json.loads(_state_path().read_text())
+    except (OSError, ValueError):
         return
-    ray_exe = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    subprocess.run([ray_exe, "stop", "--force"], env={**os.environ, **_auth_env()},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    pgid = state.get("pgid")
+    if isinstance(pgid, int) and pgid > 1:
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(pgid):
+                time.sleep(0.1)  # processes exit asynchronously after the signal
+            if not _group_alive(pgid):
+                break
     _state_path().unlink(missing_ok=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def connect(address: str | None = None, *, start: bool = True) -> tuple[str, bool]:
