@@ -138,7 +138,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 def _show(value: Any) -> str:
     """Python-like text; EasyDeL enum and dtype names unquoted."""
     if isinstance(value, str) and value.split(".")[0] in (
-            "jnp", "jax", "EasyDeLOptimizers", "EasyDeLSchedulers", "AttentionMechanisms",
+            "jnp", "jax", "torch", "EasyDeLOptimizers", "EasyDeLSchedulers", "AttentionMechanisms",
             "EasyDeLGradientCheckPointers"):
         return value
     if isinstance(value, dict):

@@ -67,6 +67,10 @@ class ModelSection:
     gradient_checkpointing: str = spec("none", "Rematerialisation policy (try one if you go OOM)",
                                        choices=GRADIENT_CHECKPOINTING)
     auto_shard_model: bool = spec(True, "Let EasyDeL shard the parameters over the mesh")
+    # EasyDeL reads a torch checkpoint in float16 unless told otherwise (measured on 0.3.0):
+    # bf16 weights outside float16's range would overflow, float32 ones lose precision.
+    load_dtype: str = spec("float16", "Dtype the HF checkpoint is read in before conversion "
+                           "(EasyDeL's default float16; use the checkpoint's own)", choices=DTYPES)
 
 
 @dataclass

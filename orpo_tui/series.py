@@ -136,6 +136,8 @@ class MetricExtractor:
 #: of 16 keeps the pyramid at about a sixth of the base arrays' size.
 BLOCK = 16
 FANOUT = 4
+#: Steps are whole numbers; int32 holds two billion of them in half the bytes of int64.
+STEP_DTYPE = np.int32
 #: Capacity growth factor: amortised O(1) appends with at most 1.5x slack.
 GROWTH = 1.5
 
@@ -167,8 +169,11 @@ class History:
         self.columns = tuple(columns)
         self._col = {name: i for i, name in enumerate(self.columns)}
         capacity = max(int(capacity), BLOCK)
-        self._steps = np.empty(capacity, np.float64)
-        self._values = np.full((len(self.columns), capacity), np.nan, np.float32)
+        # np.empty, not np.full: capacity not yet written costs address space, not memory
+        # (untouched pages are not resident), so growth slack is free. Nothing past
+        # `len(self)` is ever read.
+        self._steps = np.empty(capacity, STEP_DTYPE)
+        self._values = np.empty((len(self.columns), capacity), np.float32)
         self._n = 0
         # Pyramid levels: (block size, mins, maxs) with mins/maxs shaped (columns, blocks).
         self._levels: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -193,9 +198,9 @@ class History:
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * GROWTH) + 1)
-        steps = np.empty(new_cap, np.float64)
+        steps = np.empty(new_cap, STEP_DTYPE)
         steps[: self._n] = self._steps[: self._n]
-        values = np.full((len(self.columns), new_cap), np.nan, np.float32)
+        values = np.empty((len(self.columns), new_cap), np.float32)
         values[:, : self._n] = self._values[:, : self._n]
         self._steps, self._values = steps, values
         self.grow_count += 1
@@ -205,8 +210,8 @@ class History:
 
     def _grown(self, mins: np.ndarray, maxs: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
         blocks = -(-self.capacity // block)
-        new_min = np.full((len(self.columns), blocks), np.nan, np.float32)
-        new_max = np.full((len(self.columns), blocks), np.nan, np.float32)
+        new_min = np.empty((len(self.columns), blocks), np.float32)
+        new_max = np.empty((len(self.columns), blocks), np.float32)
         used = min(mins.shape[1], blocks)
         new_min[:, :used] = mins[:, :used]
         new_max[:, :used] = maxs[:, :used]
@@ -233,7 +238,7 @@ class History:
     def extend(self, steps: Sequence[float] | np.ndarray,
                rows: np.ndarray | Sequence[Sequence[float]]) -> None:
         """Many samples at once: `rows` is (samples, columns) in column order."""
-        steps = np.asarray(steps, np.float64)
+        steps = np.asarray(steps, STEP_DTYPE)
         k = len(steps)
         if k == 0:
             return
@@ -303,7 +308,7 @@ class History:
 
     def _new_level(self, block: int) -> tuple[int, np.ndarray, np.ndarray]:
         shape = (len(self.columns), -(-self.capacity // block))
-        return block, np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
+        return block, np.empty(shape, np.float32), np.empty(shape, np.float32)
 
     def _fill_level(self, li: int, first_sample: int) -> None:
         block, mins, maxs = self._levels[li]
@@ -335,7 +340,7 @@ class History:
         points = max(1, int(points))
         row = self._col[name]
         if count <= points:
-            x = self._steps[start:stop].copy()
+            x = self._steps[start:stop].astype(np.float64)
             v = self._values[row, start:stop].copy()
             return View(x, x, v, v)
         per = count / points
@@ -348,7 +353,8 @@ class History:
                 lo = np.fmin.reduceat(seg, rel)
                 hi = np.fmax.reduceat(seg, rel)
             ends = np.append(edges[1:], stop) - 1
-            return View(self._steps[edges], self._steps[ends], lo, hi)
+            return View(self._steps[edges].astype(np.float64),
+                        self._steps[ends].astype(np.float64), lo, hi)
         self._update_pyramid()
         # The coarsest level whose blocks are no bigger than a bucket: < FANOUT*points blocks.
         level = self._levels[0]
@@ -365,7 +371,8 @@ class History:
             hi = np.fmax.reduceat(maxs[row, b0:b1], rel)
         first = np.maximum((b0 + rel) * block, start)
         last = np.minimum(np.append((b0 + rel[1:]) * block, stop), stop) - 1
-        return View(self._steps[first], self._steps[last], lo, hi)
+        return View(self._steps[first].astype(np.float64),
+                    self._steps[last].astype(np.float64), lo, hi)
 
 
 def downsample_minmax(values: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -385,6 +392,7 @@ _STORED = tuple(c for c in COLUMNS if c not in COMPUTED)
 _N_STORED = len(_STORED)
 _LOOKUP = _STORED + SCALARS
 _OR_AT = COLUMNS.index("odds_ratio_loss")
+_STORED_AT = [COLUMNS.index(c) for c in _STORED]
 _LOSS_AT = _STORED.index("loss")
 _NLL_AT = _STORED.index("nll_loss")
 
@@ -415,21 +423,28 @@ class RunHistory:
     def eval(self) -> History:
         return self.modes["eval"]
 
-    def add(self, records: Iterable[Any]) -> int:
+    def add(self, records: Sequence[Any]) -> int:
         """Append MetricRecords (anything with step, mode, time, metrics, derived)."""
-        batches: dict[str, tuple[list[float], list[list[float]]]] = {}
-        added = 0
+        if not isinstance(records, Sequence):
+            records = list(records)
+        # Rows go straight into one float32 array per mode: no per-value Python floats
+        # kept around, so a big batch costs little more than its final storage.
+        modes = [rec.mode if rec.mode in self.modes else "train" for rec in records]
+        counts = {mode: modes.count(mode) for mode in self.modes}
+        rows = {mode: np.empty((n, len(COLUMNS)), np.float32) for mode, n in counts.items() if n}
+        steps = {mode: np.empty(n, np.int64) for mode, n in counts.items() if n}
+        filled = dict.fromkeys(rows, 0)
         extract = self.extractor.extract
         recent = self._recent
-        for rec in records:
-            mode = rec.mode if rec.mode in self.modes else "train"
+        for rec, mode in zip(records, modes):
             vals = extract(mode, rec.metrics, rec.derived, _LOOKUP)
-            row = vals[:_N_STORED]
+            i = filled[mode]
+            filled[mode] = i + 1
+            row = rows[mode][i]
+            row[_STORED_AT] = vals[:_N_STORED]
             # loss = nll - beta * log_odds_ratio, so the odds-ratio part is loss - nll.
-            row.insert(_OR_AT, row[_LOSS_AT] - row[_NLL_AT])
-            steps, rows = batches.setdefault(mode, ([], []))
-            steps.append(rec.step)
-            rows.append(row)
+            row[_OR_AT] = vals[_LOSS_AT] - vals[_NLL_AT]
+            steps[mode][i] = rec.step
             latest = self.latest[mode]
             for name, v in zip(SCALARS, vals[_N_STORED:]):
                 if v == v:  # a record that lacks it keeps the last known value
@@ -444,13 +459,12 @@ class RunHistory:
                     recent.append((int(rec.step), t))
             if mode == "train" and rec.step > self.last_step:
                 self.last_step = int(rec.step)
-            added += 1
-        for mode, (steps, rows) in batches.items():
-            self.modes[mode].extend(steps, rows)
-        if added:
-            self.records += added
+        for mode in rows:
+            self.modes[mode].extend(steps[mode], rows[mode])
+        if records:
+            self.records += len(records)
             self.version += 1
-        return added
+        return len(records)
 
     def last(self, name: str, mode: str = "train") -> float:
         """Latest value of a column or scalar."""

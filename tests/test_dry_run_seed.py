@@ -85,6 +85,8 @@ EASYDEL_DEFAULTS: dict[str, Any] = {
     "orpo.warmup_steps": 0,
     "orpo.weight_decay": 0.01,
     "orpo.shuffle_seed_train": 64871,
+    # from_pretrained's torch checkpoint dtype when none is given (easydel/infra/mixins/bridge.py).
+    "model.torch_dtype": "torch.float16",
 }
 
 # Where orpo-tui deliberately departs from what the seed gets (with the reason).
@@ -205,7 +207,7 @@ def test_human_dry_run_shows_orpoconfig_and_no_secret(capsys, monkeypatch, tmp_p
 
 
 def test_every_model_argument_is_accounted_for(spec):
-    covered = {k.split(".", 1)[1] for k in (*SEED, *DELIBERATE) if k.startswith("model.")}
+    covered = {k.split(".", 1)[1] for k in (*SEED, *EASYDEL_DEFAULTS, *DELIBERATE) if k.startswith("model.")}
     flat = {k for k, v in spec["model"].items() if not isinstance(v, dict)}
     flat |= {f"{k}.{sub}" for k, v in spec["model"].items() if isinstance(v, dict) for sub in v}
     assert flat == covered

@@ -66,7 +66,7 @@ def _every_field_changed() -> dict:
             "id": tiny, "tokenizer": tiny, "dtype": "float32", "param_dtype": "float16",
             "precision": "highest", "sharding_axis_dims": [1, 1, 1, -1, 1], "kv_head_axis": "fsdp",
             "attn_mechanism": "vanilla", "gradient_checkpointing": "nothing_saveable",
-            "auto_shard_model": False,
+            "auto_shard_model": False, "load_dtype": "bfloat16",
         },
         "dataset": {
             "id": "",

@@ -41,6 +41,7 @@ def model_args(preset: Preset) -> dict[str, Any]:
         "param_dtype": f"jnp.{m.param_dtype}",
         "precision": f"jax.lax.Precision.{m.precision.upper()}",
         "auto_shard_model": m.auto_shard_model,
+        "torch_dtype": f"torch.{m.load_dtype}",
         "sharding_axis_dims": tuple(m.sharding_axis_dims),
         "config_kwargs": {
             "freq_max_position_embeddings": o.max_length,

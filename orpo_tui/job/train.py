@@ -67,6 +67,7 @@ def _train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         param_dtype=getattr(jnp, m["param_dtype"].split(".")[-1]),
         precision=getattr(jax.lax.Precision, m["precision"].split(".")[-1]),
         auto_shard_model=m["auto_shard_model"],
+        torch_dtype=_torch_dtype(m["torch_dtype"]),
         sharding_axis_dims=tuple(m["sharding_axis_dims"]),
         config_kwargs=ed.EasyDeLBaseConfigDict(
             freq_max_position_embeddings=ck["freq_max_position_embeddings"],
@@ -146,6 +147,12 @@ def _enum(ed: Any, name: str) -> Any:
     if cls_name == "EasyDeLGradientCheckPointers" and member == "NONE":
         return cls("")
     return cls[member]
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name.split(".")[-1])
 
 
 def _load_split(load_dataset: Any, d: dict[str, Any], split: str) -> Any:
