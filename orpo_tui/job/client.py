@@ -24,7 +24,7 @@ class RunHandle:
         self.run_dir = Path(run_dir)
         self._actor = actor
         self._cursors = (0, 0, 0)
-        self._final: Update | None = None
+        self._log_offset = 0  # bytes of trainer.log already read, when reading from files
 
     def poll(self, timeout: float = 0.5) -> Update:
         import ray
@@ -46,12 +46,19 @@ class RunHandle:
         mc, lc, ec = self._cursors
         metrics = store.read_metrics(self.run_dir, mc)
         events = list(store.read_jsonl(self.run_dir / "events.jsonl", ec))
+        lines: list[str] = []
         try:
-            lines = (self.run_dir / "trainer.log").read_text(encoding="utf-8", errors="replace").splitlines()
+            with open(self.run_dir / "trainer.log", "rb") as fh:
+                fh.seek(self._log_offset)
+                data = fh.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            lines = complete.decode("utf-8", "replace").splitlines()
+            if self._log_offset == 0:
+                lines = lines[lc:]  # switching from the actor: it already sent these
+            self._log_offset += len(complete)
         except OSError:
-            lines = []
-        update = Update(info, metrics, lines[lc:], events, mc + len(metrics), max(lc, len(lines)),
-                        ec + len(events))
+            pass
+        update = Update(info, metrics, lines, events, mc + len(metrics), lc + len(lines), ec + len(events))
         self._cursors = (update.metric_cursor, update.log_cursor, update.event_cursor)
         return update
 
