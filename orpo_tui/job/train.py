@@ -82,6 +82,10 @@ def _train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     d = spec["dataset"]
     train_ds = _load_split(load_dataset, d, d["split"])
     eval_ds = _load_split(load_dataset, d, d["eval_split"]) if d["eval_split"] else None
+    if eval_ds is None and d.get("eval_fraction"):
+        held_out = train_ds.train_test_split(test_size=float(d["eval_fraction"]),
+                                             seed=spec["orpo"]["shuffle_seed_train"])
+        train_ds, eval_ds = held_out["train"], held_out["test"]
 
     o = dict(spec["orpo"])
     o["optimizer"] = _enum(ed, o["optimizer"])
@@ -97,10 +101,53 @@ def _train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         """EasyDeL's ORPOTrainer, reporting each logged step and obeying stop requests."""
 
         stop_requested = False
+        evaluated_step = -1  # training step of the weights last evaluated
+        finalizing = False
+        said_no_eval = False
 
         def log_metrics(self, metrics, pbar, step, mode="train", **kwargs):
             super().log_metrics(metrics, pbar, step, mode, **kwargs)
+            if mode == "eval":
+                # EasyDeL logs each eval batch with `step` = the batch's index, then one summary
+                # (means over the batches, force_report=True) at the training step: report that one.
+                if kwargs.get("force_report"):
+                    reporter.metric(self.evaluated_step, mode, metrics)
+                return
             reporter.metric(step, mode, metrics)
+
+        def apply_training_hooks(self, metrics):
+            # With LossConfig.break_on_nan (EasyDeL's default) a NaN loss skips the update in the
+            # step function, then this hook raises a break that `_train_epoch` swallows: the
+            # epoch ends as if finished, the NaN step is never logged and the run "succeeds".
+            # orpo-tui logs the step instead; the health monitor raises the alert and, with
+            # orpo.stop_on_nan, stops the run with a checkpoint.
+            if bool(jnp.isnan(metrics.loss)):
+                return metrics
+            return super().apply_training_hooks(metrics)
+
+        def eval(self, model_state):
+            if self.dataloader_eval is None:
+                # EasyDeL 0.3.0 crashes here (iter(None)) when do_eval is on without eval data,
+                # after the whole training: say so and skip.
+                if not self.said_no_eval:
+                    self.said_no_eval = True
+                    reporter.event("phase", phase="no evaluation: orpo.do_eval is on but there is no eval "
+                                                  "split (set dataset.eval_split or dataset.eval_fraction)")
+                return
+            step = int(jax.device_get(model_state.step))
+            # The final evaluation repeats the last periodic one when training ended on an
+            # `eval_steps` multiple (same weights, same data); a stop asked to save and return.
+            if step == self.evaluated_step or (self.finalizing and self.stop_requested):
+                return
+            self.evaluated_step = step
+            reporter.event("phase", phase=f"evaluating at step {step}", step=step)
+            yield from super().eval(model_state)
+            if not self.finalizing:
+                reporter.event("phase", phase="training")
+
+        def _finalize_training(self, output, run_exception):
+            self.finalizing = True
+            return super()._finalize_training(output, run_exception)
 
         def on_step_start(self, state, step):
             if reporter.stop_requested():
@@ -146,7 +193,8 @@ def _enum(ed: Any, name: str) -> Any:
     cls = getattr(ed, cls_name)
     if cls_name == "EasyDeLGradientCheckPointers" and member == "NONE":
         return cls("")
-    return cls[member]
+    # By value: some member names differ from their values (e.g. ..._NO_BATCH_DMIS in 0.3.0).
+    return cls(member.lower())
 
 
 def _torch_dtype(name: str) -> Any:
