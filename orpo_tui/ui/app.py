@@ -12,7 +12,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from orpo_tui.preset import Preset
+from orpo_tui.preset import Preset, PresetError
 from orpo_tui.ui.commands import OrpoCommands, PaletteCommand
 from orpo_tui.ui.configure import ConfigureScreen
 from orpo_tui.ui.help_screen import HelpScreen
@@ -48,7 +48,8 @@ class OrpoApp(App[None]):
 
     def __init__(self, preset: Preset, preset_path: Path | None = None, *,
                  client_factory: ClientFactory | None = None, preset_dirs: list[Path] | None = None,
-                 monitor_factory: MonitorFactory | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 monitor_factory: MonitorFactory | None = None, environ: Mapping[str, str] | None = None,
+                 attach_run: RunHandle | None = None) -> None:
         super().__init__()
         self.initial_preset = preset
         self.preset_path = preset_path
@@ -58,12 +59,18 @@ class OrpoApp(App[None]):
         self.monitor_factory = monitor_factory
         #: Where secret variables are looked up (names only ever; values are never read out).
         self.environ = os.environ if environ is None else environ
+        #: A run to show at start (`orpo-tui attach`); Configure stays underneath.
+        self.attach_run = attach_run
         self._client: RunClient | None = None
         self._client_lock = threading.Lock()
 
     def get_default_screen(self) -> Screen:
         return ConfigureScreen(self.initial_preset, self.preset_path, preset_dirs=self.preset_dirs,
                                environ=self.environ)
+
+    def on_mount(self) -> None:
+        if self.attach_run is not None:
+            self.push_screen(self.monitor_screen(self.attach_run, self.initial_preset))
 
     def run_client(self) -> RunClient:
         """The engine client, made on first use (blocking: call from a thread worker)."""
@@ -88,13 +95,31 @@ class OrpoApp(App[None]):
 
 
 def make_app(preset_path: Path | None = None, *, client_factory: ClientFactory | None = None,
-             preset_dirs: list[Path] | None = None, **options: Any) -> OrpoApp:
-    """The app, opened on `preset_path` (or a blank preset).
+             preset_dirs: list[Path] | None = None, attach_run: RunHandle | None = None,
+             **options: Any) -> OrpoApp:
+    """The app, opened on `preset_path` (or a blank preset), or on a running run's monitor.
 
     Raises `PresetError` for a file that cannot be read as a preset at all; one that
-    only fails validation opens, with its problems marked.
-    `options` go to `OrpoApp` (`monitor_factory`, `environ`), for tests and embedding.
+    only fails validation opens, with its problems marked. With `attach_run` (and no
+    path) the form holds that run's preset, unsaved. `options` go to `OrpoApp`
+    (`monitor_factory`, `environ`), for tests and embedding.
     """
-    preset = read_preset(Path(preset_path)) if preset_path is not None else Preset()
-    return OrpoApp(preset, Path(preset_path) if preset_path is not None else None,
-                   client_factory=client_factory, preset_dirs=preset_dirs, **options)
+    path = Path(preset_path) if preset_path is not None else None
+    if path is not None:
+        preset = read_preset(path)
+    elif attach_run is not None:
+        preset = run_preset(Path(attach_run.run_dir))
+    else:
+        preset = Preset()
+    return OrpoApp(preset, path, client_factory=client_factory, preset_dirs=preset_dirs,
+                   attach_run=attach_run, **options)
+
+
+def run_preset(run_dir: Path) -> Preset:
+    """The preset a run was launched with (its `preset.toml`), or a blank one if unreadable."""
+    try:
+        preset = read_preset(run_dir / "preset.toml")
+    except PresetError:
+        return Preset()
+    preset.base_dir = None  # its paths were made absolute at launch; not a file to save over
+    return preset

@@ -98,7 +98,8 @@ class FieldRow(Vertical):
     def __init__(self, spec: FieldSpec, value: Any) -> None:
         super().__init__(classes="field-row", id="row-" + editor_id(spec.key))
         self.spec = spec
-        self.value = value
+        self.initial = value
+        self._note: Content | str = ""
 
     @property
     def key(self) -> str:
@@ -108,14 +109,20 @@ class FieldRow(Vertical):
         with Horizontal(classes="field-line"):
             yield Label(self.key.rsplit(".", 1)[-1], classes="field-label")
             yield self._make_editor()
+        yield Static(self.info(), classes="field-info")
+
+    def info(self) -> Content:
+        """The lines under the editor: help and allowed range, then a note, then why the value is refused."""
         range_text = "" if self.spec.choices else self.spec.range_text
-        yield Static(Content.assemble(self.spec.help, (f"  ({range_text})" if range_text else "", "bold")),
-                     classes="field-help")
-        yield Static("", classes="field-note")
-        yield Static("", classes="field-error")
+        parts: list[Any] = [self.spec.help, (f"  ({range_text})" if range_text else "", "bold")]
+        if self._note:
+            parts += ["\n", self._note]
+        for line in self.reason.splitlines():
+            parts += ["\n", (f"✗ {line}", "$text-error")]
+        return Content.assemble(*parts)
 
     def _make_editor(self) -> Widget:
-        spec, value, wid = self.spec, self.value, editor_id(self.key)
+        spec, value, wid = self.spec, self.initial, editor_id(self.key)
         if spec.choices:
             choices = list(spec.choices) + ([value] if value not in spec.choices else [])
             return Select([(c, c) for c in choices], value=value, allow_blank=False, compact=True,
@@ -157,8 +164,11 @@ class FieldRow(Vertical):
             select.value = value
 
     def set_note(self, note: Content | str) -> None:
-        self.query_one(".field-note", Static).update(note)
-        self.set_class(bool(note), "-noted")
+        """An extra line about the value (what a slice is, whether a secret is set)."""
+        if note != self._note:
+            self._note = note
+            self.set_class(bool(note), "-noted")
+            self.query_one(".field-info", Static).update(self.info())
 
     def watch_modified(self, modified: bool) -> None:
         self.set_class(modified, "-modified")
@@ -167,8 +177,16 @@ class FieldRow(Vertical):
 
     def watch_reason(self, reason: str) -> None:
         self.set_class(bool(reason), "-invalid")
-        self.query_one(".field-error", Static).update(Content.styled(f"✗ {reason}" if reason else "",
-                                                                     "$text-error"))
+        self.query_one(".field-info", Static).update(self.info())
+
+
+class FormScroll(VerticalScroll, can_focus=False):
+    """A section's form; up/down move between fields (choice menus keep theirs) instead of scrolling."""
+
+    BINDINGS = [
+        Binding("down", "app.focus_next", "Next field", show=False),
+        Binding("up", "app.focus_previous", "Previous field", show=False),
+    ]
 
 
 class SectionList(OptionList):
@@ -303,6 +321,9 @@ class ConfigureScreen(Screen[None]):
         self.environ = environ
         #: Fields whose text does not parse: key -> (text, reason). The preset keeps the last good value.
         self.parse_errors: dict[str, tuple[str, str]] = {}
+        self._rows: dict[str, FieldRow] = {}
+        self._prompts: dict[str, Content] = {}
+        self._footer_state: tuple[bool, bool] | None = None
 
     @property
     def orpo_app(self) -> OrpoApp:
@@ -316,12 +337,12 @@ class ConfigureScreen(Screen[None]):
             yield SectionList(*[Option(title, id=name) for name, title in SECTIONS], id="sections")
             with ContentSwitcher(initial="section-general", id="forms"):
                 for name, title in SECTIONS:
-                    with VerticalScroll(id=f"section-{name}", classes="form"):
+                    with FormScroll(id=f"section-{name}", classes="form"):
                         yield Static(Content.styled(title, "bold"), classes="form-title")
                         for key, spec in FIELD_SPECS.items():
                             if section_of(key) == name:
                                 yield FieldRow(spec, presets.get(self.preset, key))
-            with VerticalScroll(id="side"):
+            with VerticalScroll(id="side", can_focus=False):
                 yield Static("", id="summary")
                 yield Static("", id="problem-panel")
         yield Static("", id="status")
@@ -334,12 +355,15 @@ class ConfigureScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width >= WIDE, "-wide")
+        self._update_side()
 
     def rows(self) -> dict[str, FieldRow]:
-        return {row.key: row for row in self.query(FieldRow)}
+        if not self._rows:
+            self._rows = {row.key: row for row in self.query(FieldRow)}
+        return self._rows
 
     def row(self, key: str) -> FieldRow:
-        return self.query_one(f"#row-{editor_id(key)}", FieldRow)
+        return self.rows()[key]
 
     # ------------------------------------------------------------ editing and validation
 
@@ -357,6 +381,9 @@ class ConfigureScreen(Screen[None]):
         except ValueError as e:
             self.parse_errors[key] = (text, str(e))
         else:
+            # Editors announce their first value on mount; only real edits cost a recheck.
+            if key not in self.parse_errors and value == presets.get(self.preset, key):
+                return
             self.parse_errors.pop(key, None)
             presets.set_value(self.preset, key, value)
         self.revalidate()
@@ -398,7 +425,11 @@ class ConfigureScreen(Screen[None]):
         self._update_title(bool(changed))
         self._update_status()
         self._update_side()
-        self.refresh_bindings()
+        # The footer rebuilds itself on every refresh: only when a contextual key appears or goes.
+        footer_state = (bool(changed), bool(problems))
+        if footer_state != self._footer_state:
+            self._footer_state = footer_state
+            self.refresh_bindings()
 
     def _update_notes(self) -> None:
         rows = self.rows()
@@ -430,8 +461,11 @@ class ConfigureScreen(Screen[None]):
         for name, title in SECTIONS:
             bad = sum(1 for k in reasons if section_of(k) == name)
             mod = sum(1 for k in changed if section_of(k) == name)
-            sections.replace_option_prompt(name, Content.assemble(
-                title, (f" ✗{bad}" if bad else "", "$text-error"), (" *" if mod else "", "$text-warning")))
+            prompt = Content.assemble(title, (f" ✗{bad}" if bad else "", "$text-error"),
+                                      (" *" if mod else "", "$text-warning"))
+            if self._prompts.get(name) != prompt:
+                self._prompts[name] = prompt
+                sections.replace_option_prompt(name, prompt)
 
     def _update_title(self, modified: bool) -> None:
         where = display_path(self.preset_path) if self.preset_path else "not saved"
@@ -451,7 +485,6 @@ class ConfigureScreen(Screen[None]):
                 f": {first.message}"))
         else:
             status.update(Content.assemble(("✓ Ready to launch", "$text-success bold"), "  ctrl+r starts the run"))
-        self.set_class(bool(n), "-invalid")
 
     def _update_side(self) -> None:
         if not self.has_class("-wide"):

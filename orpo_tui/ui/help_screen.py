@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
@@ -14,7 +14,7 @@ KEY_NAMES = {"question_mark": "?", "escape": "esc", "space": "space", "enter": "
 #: Keys that belong to Textual's widgets rather than to a binding of ours.
 MOVING_AROUND = [
     ("tab / shift+tab", "Next / previous field"),
-    ("up / down", "Move in a list; on the section list, switch the form"),
+    ("up / down", "Previous / next field; in a list, move (the section list switches the form)"),
     ("enter / right", "From the section list into its form"),
     ("enter / space", "Open a choice list; toggle a switch"),
     ("esc", "Back to the section list (or close a dialog)"),
@@ -46,20 +46,22 @@ class HelpScreen(ModalScreen[None]):
             ("Everywhere", [(key_text(b), b.tooltip or b.description) for b in bindings_of(self.app)]),
             ("Moving around", MOVING_AROUND),
         ]
-        parts: list = []
-        for title, rows in groups:
-            if not rows:
-                continue
-            if parts:
-                parts.append("\n\n")
-            parts.append((title, "bold $text-accent"))
-            for keys, what in rows:
-                parts += ["\n", (f"{keys:<18}", "bold"), " ", what]
         with Vertical(id="dialog", classes="dialog help-dialog"):
             yield Static(Content.styled("Keys", "bold"), classes="dialog-title")
             with VerticalScroll(id="help-body"):
-                yield Static(Content.assemble(*parts))
+                for title, rows in groups:
+                    if not rows:
+                        continue
+                    yield Static(Content.styled(title, "bold $text-accent"), classes="help-group")
+                    for keys, what in rows:
+                        with Horizontal(classes="help-row"):
+                            yield Static(Content.styled(keys, "bold"), classes="help-key")
+                            yield Static(what, classes="help-what")
             yield Static(Content.styled("esc closes", "dim"), classes="dialog-note")
+
+    def text(self) -> str:
+        """Everything the key list says, as plain text."""
+        return "\n".join(str(w.render()) for w in self.query("#help-body Static"))
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()

@@ -24,8 +24,6 @@ from orpo_tui import preset as presets
 from orpo_tui.preset import Preset, PresetError
 
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-#: Keys whose local paths resolve against the preset file's folder.
-PATH_KEYS = ("model.id", "model.tokenizer", "dataset.id")
 
 
 # ---------------------------------------------------------------- files
@@ -104,30 +102,18 @@ def scan_presets(dirs: list[Path]) -> list[PresetEntry]:
 
 
 def rebase_paths(preset: Preset, new_dir: Path) -> tuple[Preset, list[tuple[str, Any, Any]]]:
-    """A copy of `preset` to be saved in `new_dir`, with relative local paths made absolute.
+    """A copy of `preset` to be saved in `new_dir`, and which keys that changed.
 
-    Relative paths resolve against the preset's folder, so moving the file would
-    silently point them elsewhere.
+    Relative local paths resolve against the preset's folder, so a file saved
+    elsewhere would silently point them somewhere else: they are made absolute.
     """
     new_dir = Path(new_dir).resolve()
-    out = preset.copy()
-    out.base_dir = new_dir
     if (preset.base_dir or Path.cwd()).resolve() == new_dir:
-        return out, []
-    changes: list[tuple[str, Any, Any]] = []
-    for key in PATH_KEYS:
-        value = presets.get(preset, key)
-        if presets.is_local_path(value) and not value.startswith(("/", "~")):
-            new = str(preset.resolve(value))
-            presets.set_value(out, key, new)
-            changes.append((key, value, new))
-    files = preset.dataset.data_files
-    rebased = {split: [f if Path(f).expanduser().is_absolute() else str(preset.resolve(f)) for f in fs]
-               for split, fs in files.items()}
-    if rebased != files:
-        out.dataset.data_files = rebased
-        changes.append(("dataset.data_files", files, rebased))
-    return out, changes
+        out = preset.copy()
+    else:
+        out = preset.absolutized()
+    out.base_dir = new_dir
+    return out, presets.diff(preset, out)
 
 
 # ---------------------------------------------------------------- values as form text
@@ -207,10 +193,10 @@ class DiffScreen(ModalScreen[bool]):
                 yield Static(self.note, classes="dialog-note")
             with Horizontal(classes="dialog-buttons"):
                 if self.confirm_label:
-                    yield Button(f"{self.confirm_label} (y)", variant="warning", id="confirm")
-                    yield Button("Cancel (esc)", id="cancel")
+                    yield Button(f"{self.confirm_label} (y)", variant="warning", id="confirm", compact=True)
+                    yield Button("Cancel (esc)", id="cancel", compact=True)
                 else:
-                    yield Button("Close (esc)", id="cancel")
+                    yield Button("Close (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#diff-rows").focus()
