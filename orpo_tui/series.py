@@ -136,6 +136,9 @@ class MetricExtractor:
 #: of 16 keeps the pyramid at about a sixth of the base arrays' size.
 BLOCK = 16
 FANOUT = 4
+#: Samples per segment of value storage: a multiple of every pyramid block that must not
+#: straddle two segments (BLOCK).
+SEGMENT = 1 << 16
 #: Steps are whole numbers; int32 holds two billion of them in half the bytes of int64.
 STEP_DTYPE = np.int32
 #: Capacity growth factor: amortised O(1) appends with at most 1.5x slack.
@@ -162,7 +165,10 @@ class View:
 class History:
     """Several float32 columns over one step axis, with min/max views of any size.
 
-    Columns hold NaN where a record lacked the quantity; views ignore NaN.
+    Values live in fixed-size segments, so growing never copies them (and never needs
+    old and new storage at once); the step axis and the pyramid, a fraction of the
+    size, grow geometrically. Columns hold NaN where a record lacked the quantity;
+    views ignore NaN.
     """
 
     def __init__(self, columns: Sequence[str], capacity: int = 1024):
@@ -173,14 +179,15 @@ class History:
         # (untouched pages are not resident), so growth slack is free. Nothing past
         # `len(self)` is ever read.
         self._steps = np.empty(capacity, STEP_DTYPE)
-        self._values = np.empty((len(self.columns), capacity), np.float32)
+        self._segments: list[np.ndarray] = []
         self._n = 0
         # Pyramid levels: (block size, mins, maxs) with mins/maxs shaped (columns, blocks).
         self._levels: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._clean = 0  # samples already folded into the pyramid
         #: Bumped on every append, so views and widgets can tell when to redraw.
         self.version = 0
-        #: Growth bookkeeping, for tests of the amortised cost.
+        #: Growth bookkeeping, for tests of the amortised cost: reallocations that copied,
+        #: and the samples (or blocks) they copied. Adding a value segment copies nothing.
         self.grow_count = 0
         self.copied = 0
 
@@ -191,25 +198,25 @@ class History:
 
     @property
     def capacity(self) -> int:
-        return len(self._steps)
+        return min(len(self._steps), len(self._segments) * SEGMENT)
 
     def _reserve(self, needed: int) -> None:
-        cap = self.capacity
+        while len(self._segments) * SEGMENT < needed:
+            self._segments.append(np.empty((len(self.columns), SEGMENT), np.float32))
+        cap = len(self._steps)
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * GROWTH) + 1)
         steps = np.empty(new_cap, STEP_DTYPE)
         steps[: self._n] = self._steps[: self._n]
-        values = np.empty((len(self.columns), new_cap), np.float32)
-        values[:, : self._n] = self._values[:, : self._n]
-        self._steps, self._values = steps, values
+        self._steps = steps
         self.grow_count += 1
         self.copied += self._n
-        # Levels are rebuilt lazily at their new sizes; what was clean stays valid.
+        # What was folded into the levels stays valid at their new sizes.
         self._levels = [(b, *self._grown(mins, maxs, b)) for b, mins, maxs in self._levels]
 
     def _grown(self, mins: np.ndarray, maxs: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-        blocks = -(-self.capacity // block)
+        blocks = -(-len(self._steps) // block)
         new_min = np.empty((len(self.columns), blocks), np.float32)
         new_max = np.empty((len(self.columns), blocks), np.float32)
         used = min(mins.shape[1], blocks)
@@ -218,20 +225,31 @@ class History:
         self.copied += used
         return new_min, new_max
 
+    def _write(self, at: int, rows_t: np.ndarray) -> None:
+        """Store columns-by-samples `rows_t` from sample `at` on, across segments."""
+        k = rows_t.shape[1]
+        done = 0
+        while done < k:
+            seg, off = divmod(at + done, SEGMENT)
+            take = min(k - done, SEGMENT - off)
+            self._segments[seg][:, off: off + take] = rows_t[:, done: done + take]
+            done += take
+
     def append(self, step: float, values: Mapping[str, float] | Sequence[float]) -> None:
         """One sample: values by column name (missing ones NaN) or in column order."""
         self._reserve(self._n + 1)
         i = self._n
         self._steps[i] = step
+        seg, off = divmod(i, SEGMENT)
+        column = self._segments[seg][:, off]
         if isinstance(values, Mapping):
-            column = self._values[:, i]
             column[:] = np.nan
             for name, v in values.items():
                 j = self._col.get(name)
                 if j is not None:
                     column[j] = v
         else:
-            self._values[:, i] = values
+            column[:] = values
         self._n = i + 1
         self.version += 1
 
@@ -245,11 +263,24 @@ class History:
         rows = np.asarray(rows, np.float32).reshape(k, len(self.columns))
         self._reserve(self._n + k)
         self._steps[self._n: self._n + k] = steps
-        self._values[:, self._n: self._n + k] = rows.T
+        self._write(self._n, rows.T)
         self._n += k
         self.version += 1
 
     # -- reading --
+
+    def _raw(self, row: int | slice, start: int, stop: int) -> np.ndarray:
+        """Stored values of `row` over samples [start, stop) (a copy when it spans segments)."""
+        pieces = []
+        at = start
+        while at < stop:
+            seg, off = divmod(at, SEGMENT)
+            take = min(stop - at, SEGMENT - off)
+            pieces.append(self._segments[seg][row, off: off + take])
+            at += take
+        if not pieces:
+            return np.empty((len(self.columns), 0) if isinstance(row, slice) else 0, np.float32)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=-1)
 
     @property
     def steps(self) -> np.ndarray:
@@ -259,16 +290,15 @@ class History:
         return v
 
     def column(self, name: str) -> np.ndarray:
-        """One column's whole history (a read-only view)."""
-        v = self._values[self._col[name], : self._n]
-        v.flags.writeable = False
-        return v
+        """One column's whole history (a copy: O(n), for tests and exports, not drawing)."""
+        return np.array(self._raw(self._col[name], 0, self._n))
 
     def last(self, name: str) -> float:
         """The latest value of a column (NaN when empty or missing)."""
         if not self._n:
             return NAN
-        return float(self._values[self._col[name], self._n - 1])
+        seg, off = divmod(self._n - 1, SEGMENT)
+        return float(self._segments[seg][self._col[name], off])
 
     @property
     def last_step(self) -> float:
@@ -276,7 +306,8 @@ class History:
 
     @property
     def nbytes(self) -> int:
-        return (self._steps.nbytes + self._values.nbytes
+        """Bytes held (allocated; the unwritten tail of the last segment is not resident)."""
+        return (self._steps.nbytes + sum(seg.nbytes for seg in self._segments)
                 + sum(a.nbytes + b.nbytes for _, a, b in self._levels))
 
     # -- pyramid --
@@ -292,22 +323,27 @@ class History:
         existing = len(self._levels)
         while self._levels[-1][0] * FANOUT <= n:
             self._levels.append(self._new_level(self._levels[-1][0] * FANOUT))
-        lo_block = first // BLOCK
-        hi_block = -(-n // BLOCK)
         _, mins, maxs = self._levels[0]
-        start = lo_block * BLOCK
-        seg = self._values[:, start:n]
-        idx = np.arange(0, n - start, BLOCK)
-        with np.errstate(invalid="ignore"):
-            mins[:, lo_block:hi_block] = np.fmin.reduceat(seg, idx, axis=1)
-            maxs[:, lo_block:hi_block] = np.fmax.reduceat(seg, idx, axis=1)
+        # Level 0 from the raw values, one segment at a time (blocks never straddle two).
+        at = (first // BLOCK) * BLOCK
+        while at < n:
+            seg, off = divmod(at, SEGMENT)
+            stop = min(n, (seg + 1) * SEGMENT)
+            part = self._segments[seg][:, off: off + (stop - at)]
+            b0 = at // BLOCK
+            b1 = -(-stop // BLOCK)
+            idx = np.arange(0, stop - at, BLOCK)
+            with np.errstate(invalid="ignore"):
+                mins[:, b0:b1] = np.fmin.reduceat(part, idx, axis=1)
+                maxs[:, b0:b1] = np.fmax.reduceat(part, idx, axis=1)
+            at = stop
         for li in range(1, len(self._levels)):
             # A level made just now is filled whole from the one below.
             self._fill_level(li, first if li < existing else 0)
         self._clean = n
 
     def _new_level(self, block: int) -> tuple[int, np.ndarray, np.ndarray]:
-        shape = (len(self.columns), -(-self.capacity // block))
+        shape = (len(self.columns), -(-len(self._steps) // block))
         return block, np.empty(shape, np.float32), np.empty(shape, np.float32)
 
     def _fill_level(self, li: int, first_sample: int) -> None:
@@ -341,13 +377,13 @@ class History:
         row = self._col[name]
         if count <= points:
             x = self._steps[start:stop].astype(np.float64)
-            v = self._values[row, start:stop].copy()
+            v = np.array(self._raw(row, start, stop))
             return View(x, x, v, v)
         per = count / points
         if per < BLOCK * FANOUT:
             # Fine enough to bucket the raw samples: under BLOCK*FANOUT*points numbers.
             edges = start + (np.arange(points) * count) // points
-            seg = self._values[row, start:stop]
+            seg = self._raw(row, start, stop)
             rel = edges - start
             with np.errstate(invalid="ignore"):
                 lo = np.fmin.reduceat(seg, rel)

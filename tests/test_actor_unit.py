@@ -31,8 +31,27 @@ def feed(a, first: int, last: int) -> None:
 
 
 def drain(a, cursors=(0, 0, 0)) -> tuple[list[int], tuple[int, int, int]]:
-    u = a.poll(*cursors, timeout=0)
-    return [m.step for m in u.metrics], (u.metric_cursor, u.log_cursor, u.event_cursor)
+    """Poll until nothing more is waiting, as a client does; returns the steps and the cursors."""
+    steps = []
+    while True:
+        u = a.poll(*cursors, timeout=0)
+        steps += [m.step for m in u.metrics]
+        cursors = (u.metric_cursor, u.log_cursor, u.event_cursor)
+        if not u.more:
+            return steps, cursors
+
+
+def test_polls_are_paged(run_actor, monkeypatch):
+    monkeypatch.setattr(actor_mod, "POLL_PAGE", 4)
+    a = run_actor
+    feed(a, 1, 25)  # 15 on disk only, 10 in memory
+    u = a.poll(0, 0, 0, timeout=0)
+    assert [m.step for m in u.metrics] == [1, 2, 3, 4] and u.more
+    u = a.poll(12, 0, 0, timeout=0)  # the last disk page stops at the memory boundary
+    assert [m.step for m in u.metrics] == [13, 14, 15] and u.more
+    u = a.poll(23, 0, 0, timeout=0)
+    assert [m.step for m in u.metrics] == [24, 25] and not u.more
+    assert drain(a)[0] == list(range(1, 26))
 
 
 def test_cursors_give_every_step_once_even_after_memory_eviction(run_actor):

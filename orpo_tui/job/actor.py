@@ -9,6 +9,7 @@ or repeats a step.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import threading
@@ -19,12 +20,14 @@ from typing import Any
 
 from orpo_tui.job import store as run_store
 from orpo_tui.job.channel import Receiver
+from orpo_tui.job.health import NAN, HealthMonitor
 from orpo_tui.job.records import (FAILED, PENDING, RUNNING, STARTING, STOPPED, STOPPING,
                                   SUCCEEDED, TERMINAL, TRANSITIONS, MetricRecord, RunInfo, Update)
 
 NAMESPACE = "orpo-tui"
 MEMORY_STEPS = 200_000  # older steps are served from metrics.jsonl
 MEMORY_LOG_LINES = 5_000
+POLL_PAGE = 20_000  # records per poll: attaching to a 1M-step run pages instead of one huge reply
 LINGER_ENV = "ORPO_TUI_ACTOR_LINGER_S"
 
 
@@ -61,6 +64,9 @@ class RunActor:
         self._info_written = 0.0
         self._step_times: list[float] = []
         self._first_time = 0.0
+        self.health = HealthMonitor()
+        self._stop_on_nan = bool(spec.get("stop_on_nan", False))
+        self._peak_tflops = spec.get("peak_tflops")
         with self._cond:
             self._set_state(PENDING)
         self.receiver = Receiver(host or ray.util.get_node_ip_address(), secrets.token_hex(16),
@@ -74,10 +80,11 @@ class RunActor:
                 threading.Thread(target=self._launch, name="launcher", daemon=True).start()
             return self.info
 
-    def stop(self) -> RunInfo:
-        """Ask the trainer to save a checkpoint and return."""
+    def stop(self, reason: str = "stop requested by a client") -> RunInfo:
+        """Ask the trainer to save a checkpoint and return; the event log records why."""
         with self._cond:
             if self.info.state in (PENDING, STARTING, RUNNING):
+                self._add_event({"kind": "stop", "reason": reason, "step": self.info.step, "time": time.time()})
                 self._set_state(STOPPING)
                 self.receiver.request_stop()
             return self.info
@@ -99,17 +106,21 @@ class RunActor:
 
             if not has_news() and self.info.state not in TERMINAL:
                 self._cond.wait_for(lambda: has_news() or self.info.state in TERMINAL, timeout)
-            mend = self._metric_base + len(self._metrics)
-            metrics = self._metrics[max(metric_cursor - self._metric_base, 0):]
-            older_from = metric_cursor if metric_cursor < self._metric_base else None
+            base = self._metric_base
+            older_from = metric_cursor if metric_cursor < base else None
+            if older_from is not None:  # a page from metrics.jsonl, read below
+                metrics, mend = [], min(base, metric_cursor + POLL_PAGE)
+            else:
+                metrics = self._metrics[metric_cursor - base: metric_cursor - base + POLL_PAGE]
+                mend = metric_cursor + len(metrics)
             logs = self._logs[max(log_cursor - self._log_base, 0):]
             events = self._events[event_cursor:]
             update = Update(info=RunInfo(**self.info.to_json()), metrics=list(metrics), logs=list(logs),
                             events=list(events), metric_cursor=mend,
-                            log_cursor=self._log_base + len(self._logs), event_cursor=len(self._events))
+                            log_cursor=self._log_base + len(self._logs), event_cursor=len(self._events),
+                            more=mend < base + len(self._metrics))
         if older_from is not None:  # outside the lock: file reads can be long
-            older = run_store.read_metrics(self.run_dir, older_from)[: self._metric_base - older_from]
-            update.metrics = older + update.metrics
+            update.metrics = run_store.read_metrics(self.run_dir, older_from, mend - older_from)
         return update
 
     # ------------------------------------------------------------ launch
@@ -197,6 +208,9 @@ class RunActor:
             if total and len(self._step_times) > 1:
                 per_step = (self._step_times[-1] - self._step_times[0]) / (len(self._step_times) - 1)
                 rec.derived["eta_s"] = max(total - rec.step, 0) * per_step
+            mfu = model_flops_utilization(rec, self._peak_tflops)
+            if mfu is not None:
+                rec.derived["mfu"] = mfu
             self.info.step = rec.step
             loss = rec.metrics.get("train/loss")
             if isinstance(loss, float):
@@ -212,6 +226,12 @@ class RunActor:
             drop = len(self._metrics) - MEMORY_STEPS
             del self._metrics[:drop]
             self._metric_base += drop
+        for alert in self.health.observe(rec):
+            self._add_event(alert.to_event())
+            if alert.name == NAN and self._stop_on_nan and self.info.state in (STARTING, RUNNING):
+                # The trainer saves the checkpoint at its next step start; the run ends `stopped`.
+                self.info.error = f"stopped on NaN/Inf (orpo.stop_on_nan): {alert.message}"
+                self.stop(reason=f"orpo.stop_on_nan: {alert.message}")
 
     def _add_event(self, event: dict[str, Any]) -> None:
         self.store.append_event(event)
@@ -225,6 +245,29 @@ class RunActor:
         self._add_event({"kind": "state", "state": state, "time": time.time()})
         self.store.write_info(self.info)
         self._cond.notify_all()
+
+
+def model_flops_utilization(rec: MetricRecord, peak_tflops: float | None) -> float | None:
+    """Achieved model TFLOP/s of a train step over the peak of the whole slice; None if unknown.
+
+    EasyDeL's `train/tflops` is FLOPs per token (forward + backward, x3) x max_length x the
+    global batch, over the step's execution time: all chips together, but one sequence per
+    pair, while ORPO runs chosen and rejected (2 sequences a pair). So the achieved figure
+    uses the tokens the step really fed the chips (`derived.padded_tokens`, padding
+    included) when they are known, and EasyDeL's figure otherwise.
+    """
+    if not peak_tflops or peak_tflops <= 0:
+        return None
+    per_token = rec.metrics.get("train-mlperf/flops_per_token")
+    seconds = rec.metrics.get("train-mlperf/execution_time")
+    tokens = rec.derived.get("padded_tokens")
+    if all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (per_token, seconds, tokens)):
+        tflops = per_token * tokens / seconds / 1e12
+    else:
+        tflops = rec.metrics.get("train/tflops")
+        if not isinstance(tflops, (int, float)) or not math.isfinite(tflops) or tflops < 0:
+            return None
+    return float(tflops) / float(peak_tflops)
 
 
 def _one_line(err: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from orpo_tui import preset as presets
 from orpo_tui.job import resolve, store
-from orpo_tui.job.actor import NAMESPACE, RunActor, actor_name
+from orpo_tui.job.actor import NAMESPACE, POLL_PAGE, RunActor, actor_name
 from orpo_tui.job.records import FAILED, TERMINAL, RunInfo, Update
 
 
@@ -44,7 +44,7 @@ class RunHandle:
         info = store.read_info(self.run_dir) or RunInfo(self.run_id, FAILED, error="run.json missing")
         info = store.orphaned(info)
         mc, lc, ec = self._cursors
-        metrics = store.read_metrics(self.run_dir, mc)
+        metrics = store.read_metrics(self.run_dir, mc, POLL_PAGE)
         events = list(store.read_jsonl(self.run_dir / "events.jsonl", ec))
         lines: list[str] = []
         try:
@@ -58,7 +58,8 @@ class RunHandle:
             self._log_offset += len(complete)
         except OSError:
             pass
-        update = Update(info, metrics, lines, events, mc + len(metrics), lc + len(lines), ec + len(events))
+        update = Update(info, metrics, lines, events, mc + len(metrics), lc + len(lines), ec + len(events),
+                        more=len(metrics) == POLL_PAGE)
         self._cursors = (update.metric_cursor, update.log_cursor, update.event_cursor)
         return update
 

@@ -69,14 +69,17 @@ class RunStore:
             f.close()
 
 
-def read_jsonl(path: Path, start: int = 0) -> Iterator[dict[str, Any]]:
-    """Objects of a JSONL file from line `start`; a torn last line is skipped."""
+def read_jsonl(path: Path, start: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Objects of a JSONL file from line `start` (at most `limit`); a torn last line is skipped."""
     try:
         fh = open(path, encoding="utf-8")
     except FileNotFoundError:
         return
+    stop = None if limit is None else start + limit
     with fh:
         for i, line in enumerate(fh):
+            if stop is not None and i >= stop:
+                break
             if i < start or not line.endswith("\n"):
                 continue
             try:
@@ -85,8 +88,8 @@ def read_jsonl(path: Path, start: int = 0) -> Iterator[dict[str, Any]]:
                 continue
 
 
-def read_metrics(run_dir: Path, start: int = 0) -> list[MetricRecord]:
-    return [MetricRecord.from_json(d) for d in read_jsonl(Path(run_dir) / "metrics.jsonl", start)]
+def read_metrics(run_dir: Path, start: int = 0, limit: int | None = None) -> list[MetricRecord]:
+    return [MetricRecord.from_json(d) for d in read_jsonl(Path(run_dir) / "metrics.jsonl", start, limit)]
 
 
 def read_info(run_dir: Path) -> RunInfo | None:

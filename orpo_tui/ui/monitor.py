@@ -30,15 +30,18 @@ from textual.widgets import Button, Footer, Label, Log, Static
 from textual.worker import get_current_worker
 
 from orpo_tui import accelerators
-from orpo_tui.job.records import FAILED, LIVE, RUNNING, STOPPED, SUCCEEDED, RunInfo, Update
+from orpo_tui.job.records import LIVE, STOPPED, SUCCEEDED, RunInfo, Update
 from orpo_tui.series import RunHistory
+from orpo_tui.ui.commands import PaletteCommand
 from orpo_tui.ui.widgets.panels import (
     ErrorPanel, LogOddsPanel, LogPanel, LossPanel, PanelTabs, ProgressLine, ThroughputPanel,
-    format_metric,
+    format_number,
 )
 
 #: Seconds a poll blocks at most: also how soon the worker notices it should stop.
 POLL_TIMEOUT = 0.5
+#: Back-off after a failed poll: RETRY_S more per failure in a row, at most RETRY_MAX_S.
+RETRY_S, RETRY_MAX_S = 0.5, 5.0
 #: Panels redraw at most this often while data streams in.
 REDRAW_INTERVAL = 0.08
 #: Below this size panels are shown one at a time (keys 1..5); at or above, all at once.
@@ -46,6 +49,8 @@ WIDE_MIN_WIDTH, WIDE_MIN_HEIGHT = 140, 40
 #: Plot windows `w` cycles through: the whole history, then the last N train steps.
 WINDOWS: tuple[int | None, ...] = (None, 10_000, 1_000, 100)
 LOG_LINES = 2000
+#: Records the worker holds for a busy UI before it stops polling until the UI catches up.
+MAX_BACKLOG_RECORDS = 20_000
 #: The footer shows the panel keys as one group: "12345 Panel".
 PANEL_KEYS = Binding.Group("Panel", compact=True)
 
@@ -67,9 +72,19 @@ class RunHandleLike(Protocol):
 
 @dataclass
 class UpdateArrived(Message):
-    """Everything new from the run since the previous one (possibly several polls merged)."""
+    """What the run reported since the last message: one poll's update, or several, oldest
+    first, when they piled up while the UI was busy."""
 
-    update: Update
+    updates: list[Update]
+
+    @property
+    def update(self) -> Update:
+        """All of them as one update (latest info; records, logs and events concatenated)."""
+        merged: Update | None = None
+        for part in self.updates:
+            merged = merge_updates(merged, part)
+        assert merged is not None
+        return merged
 
 
 @dataclass
@@ -112,24 +127,7 @@ def format_event(event: dict[str, Any]) -> str:
 class StopConfirm(ModalScreen[bool]):
     """Ask before stopping a run: the trainer writes a checkpoint, then stops."""
 
-    DEFAULT_CSS = """
-    StopConfirm {
-        align: center middle;
-        background: $background 60%;
-    }
-    StopConfirm #stop-dialog {
-        width: 60;
-        max-width: 100%;
-        height: auto;
-        border: round $error;
-        background: $surface;
-        padding: 0 1;
-    }
-    StopConfirm #stop-title { text-style: bold; margin-bottom: 1; }
-    StopConfirm #stop-help { margin-bottom: 1; }
-    StopConfirm #stop-buttons { height: auto; align-horizontal: right; }
-    StopConfirm #stop-buttons Button { margin-left: 2; }
-    """
+    CSS_PATH = "monitor.tcss"
 
     BINDINGS = [
         Binding("y", "answer(True)", "Stop run", id="stop-confirm.yes",
@@ -205,12 +203,15 @@ class MonitorScreen(Screen[None]):
         self.window_index = 0
         #: True once the run ended and its last update is drawn (tests wait on this).
         self.drained = False
+        #: Polls' updates applied, and the messages that carried them (fewer when coalesced).
         self.updates_applied = 0
+        self.messages_applied = 0
         self._dirty = False
+        self._painted: tuple[str, ...] = ()
         self._pending_log: list[str] = []
         self._consumed = threading.Event()
         self._consumed.set()
-        self._closing = threading.Event()
+        self._poll_stop = threading.Event()
         self.peak_tflops = self._peak(preset)
 
     @staticmethod
@@ -247,7 +248,7 @@ class MonitorScreen(Screen[None]):
         self._poll_run()
 
     def on_unmount(self) -> None:
-        self._closing.set()
+        self._poll_stop.set()
         self.workers.cancel_group(self, "monitor-poll")
 
     # -- the worker --
@@ -255,30 +256,39 @@ class MonitorScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="monitor-poll", exit_on_error=False)
     def _poll_run(self) -> None:
         worker = get_current_worker()
-        pending: Update | None = None
+        pending: list[Update] = []
+        backlog = 0  # records in `pending`
         posted_state = ""
         failures = 0
-        while not worker.is_cancelled and not self._closing.is_set():
+        while not worker.is_cancelled and not self._poll_stop.is_set():
             try:
                 # While an update waits for the UI, poll briefly so it goes out soon.
-                update = self.handle.poll(timeout=POLL_TIMEOUT if pending is None else 0.05)
+                update = self.handle.poll(timeout=0.05 if pending else POLL_TIMEOUT)
             except Exception as exc:  # unreachable for now: say so, back off, try again
                 failures += 1
                 self.post_message(PollFailed(f"{type(exc).__name__}: {exc}"))
-                if self._closing.wait(min(5.0, 0.5 * failures)):
+                if self._poll_stop.wait(min(RETRY_MAX_S, RETRY_S * failures)):
                     return
                 continue
             failures = 0
-            pending = merge_updates(pending, update)
+            if not _is_empty(update) or update.state != posted_state or update.done:
+                pending.append(update)
+                posted_state = update.state
             if update.done:
                 self.post_message(UpdateArrived(pending))
                 return
-            # One update in flight at a time; the rest merges into the next one.
-            if self._consumed.is_set() and (not _is_empty(pending) or pending.state != posted_state):
-                posted_state = pending.state
+            backlog += len(update.metrics)
+            if backlog >= MAX_BACKLOG_RECORDS:
+                # The UI is far behind: let it catch up before asking the run for more,
+                # so memory stays bounded (the run keeps what we have not fetched).
+                while not self._consumed.wait(POLL_TIMEOUT):
+                    if worker.is_cancelled or self._poll_stop.is_set():
+                        return
+            # One message in flight at a time; what arrives meanwhile goes out with the next.
+            if pending and self._consumed.is_set():
                 self._consumed.clear()
                 self.post_message(UpdateArrived(pending))
-                pending = None
+                pending, backlog = [], 0
 
     @work(thread=True, exclusive=True, group="monitor-stop", exit_on_error=False)
     def _send_stop(self) -> None:
@@ -291,27 +301,45 @@ class MonitorScreen(Screen[None]):
 
     @on(UpdateArrived)
     def _apply_update(self, message: UpdateArrived) -> None:
-        update = message.update
-        self.info = update.info
+        parts = message.updates
+        last = parts[-1]
+        self.info = last.info
         self.connection_error = ""
-        if update.metrics:
-            self.history.add(update.metrics)
+        records = [r for part in parts for r in part.metrics]
+        if records:
+            self.history.add(records)
+        for part in parts:
+            # Order within one update is unknown: a final state's events are put after
+            # its logs (they end the run), other events before.
+            if not part.done:
+                self._take_events(part)
+            self._pending_log.extend(part.logs)
+            if part.done:
+                self._take_events(part)
+        if len(self._pending_log) > 2 * LOG_LINES:  # the log keeps only LOG_LINES anyway
+            del self._pending_log[:-LOG_LINES]
+        if last.info.error and self.error is None:
+            self._set_error(last.info.error, "")
+        self.state = last.state
+        self.updates_applied += len(parts)
+        self.messages_applied += 1
+        self._dirty = True
+        self._consumed.set()
+        if last.done:
+            self._flush()
+            self.drained = True
+
+    @property
+    def settled(self) -> bool:
+        """Nothing received is waiting to be drawn."""
+        return not self._dirty and self._consumed.is_set()
+
+    def _take_events(self, update: Update) -> None:
         for event in update.events:
             self._pending_log.append(format_event(event))
             if event.get("kind") == "error":
-                self._set_error(str(event.get("message") or update.info.error or "error"),
+                self._set_error(str(event.get("message") or update.info.error or "the run failed"),
                                 str(event.get("traceback") or ""))
-        self._pending_log.extend(update.logs)
-        if update.info.error and (update.state == FAILED or self.error is None):
-            if self.error is None or not self.error[0]:
-                self._set_error(update.info.error, self.error[1] if self.error else "")
-        self.state = update.state
-        self.updates_applied += 1
-        self._dirty = True
-        self._consumed.set()
-        if update.done:
-            self._flush()
-            self.drained = True
 
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
@@ -334,6 +362,8 @@ class MonitorScreen(Screen[None]):
         self.refresh_bindings()
         if first:
             self.active_panel = "error"
+            # Focused, so the arrow keys scroll a long traceback straight away.
+            self.call_after_refresh(self._focus_panel, "error")
 
     def watch_state(self, state: str) -> None:
         self.refresh_bindings()
@@ -380,15 +410,18 @@ class MonitorScreen(Screen[None]):
             label = "stop requested"
         if self.connection_error:
             label = f"{label} · unreachable"
+        painted = (state, label, self._title_text(), self.connection_error)
+        if painted == self._painted:  # the timer calls this often; restyling is not free
+            return
+        self._painted = painted
         badge = self.query_one("#run-state", Static)
         badge.update(f" ● {label.upper()} ")
         for cls in list(badge.classes):
             if cls.startswith("-state-"):
                 badge.remove_class(cls)
         badge.add_class(f"-state-{state}")
-        self.query_one("#run-title", Static).update(self._title_text())
-        if self.connection_error:
-            badge.tooltip = self.connection_error
+        badge.tooltip = self.connection_error or None
+        self.query_one("#run-title", Static).update(painted[2])
 
     def _paint_progress(self) -> None:
         progress = self.query_one(ProgressLine)
@@ -417,14 +450,36 @@ class MonitorScreen(Screen[None]):
         progress.elapsed = elapsed
         progress.eta = eta
         window = WINDOWS[self.window_index]
-        progress.window = f"plots: last {window:,} steps" if window else ""
+        progress.window = f"plots: last {format_number(window, 3)} steps" if window else ""
 
     def watch_active_panel(self, old: str, new: str) -> None:
-        for panel in self.query(".panel"):
-            panel.set_class(panel.id == new, "-active")
+        # Only the two panels that change: restyling costs per widget.
+        self.query_one(f"#{old}").remove_class("-active")
+        self.query_one(f"#{new}").add_class("-active")
         self.query_one(PanelTabs).set_active(new)
+        if new == "log":
+            # Lines written while the panel was hidden did not scroll it: catch up.
+            log = self.query_one("#log", LogPanel).query_one(Log)
+            self.call_after_refresh(log.scroll_end, animate=False)
 
     # -- actions --
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """The monitor's actions for the command palette (see orpo_tui.ui.commands)."""
+        commands = [PaletteCommand(f"Monitor: show {label} panel", f"Key {i}",
+                                   lambda key=key: self.action_show_panel(key))
+                    for i, (key, label) in enumerate(PANELS, 1)
+                    if key != "error" or self.error is not None]
+        if self.check_action("stop", ()):
+            commands.append(PaletteCommand("Monitor: stop the run", "Checkpoint first, then stop (key s)",
+                                           self.action_stop))
+        commands += [
+            PaletteCommand("Monitor: zoom panel", "Fill the screen with the focused panel (key z)",
+                           self.action_zoom),
+            PaletteCommand("Monitor: plot window", "Whole history, or the last 10k / 1k / 100 steps (key w)",
+                           self.action_window),
+        ]
+        return commands
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "show_panel" and parameters and parameters[0] == "error":
@@ -440,16 +495,22 @@ class MonitorScreen(Screen[None]):
         self.call_after_refresh(self._focus_panel, key)
 
     def _focus_panel(self, key: str) -> None:
+        """Focus what scrolls (the log, the traceback); plot panels need no focus.
+
+        Moving focus needlessly is not free: the footer rebuilds on every change.
+        """
         panel = self.query_one(f"#{key}")
-        target: Widget = panel.query_one(Log) if isinstance(panel, LogPanel) else panel
-        if target.focusable:
+        target: Widget | None = None
+        if isinstance(panel, LogPanel):
+            target = panel.query_one(Log)
+        elif panel.focusable:
+            target = panel
+        if target is not None:
             target.focus()
+        elif self.focused is not None:
+            self.set_focus(None)  # keys went to another panel: leave no hidden widget focused
 
     def _current_panel(self) -> Widget:
-        focused = self.focused
-        for node in (focused.ancestors_with_self if focused else ()):
-            if isinstance(node, Widget) and node.has_class("panel"):
-                return node
         return self.query_one(f"#{self.active_panel}")
 
     def action_zoom(self) -> None:
@@ -466,6 +527,7 @@ class MonitorScreen(Screen[None]):
                 panel.window = window
         self._dirty = True
         self._flush()
+        self.query_one(PanelTabs).set_note(self.query_one(ProgressLine).window)
 
     def action_stop(self) -> None:
         if self.stop_requested or (self.state and self.state not in LIVE):
@@ -483,13 +545,15 @@ class MonitorScreen(Screen[None]):
         self.notify("Stop requested: the trainer checkpoints, then stops.", title="Stopping")
 
     def action_close(self) -> None:
-        if len(self.app.screen_stack) > 1:
+        if self.maximized is not None:
+            self.minimize()
+        elif len(self.app.screen_stack) > 1:
             self.dismiss(None)
         else:
             self.app.exit()
 
 
 __all__ = [
-    "MonitorScreen", "PollFailed", "StopConfirm", "StopFailed", "UpdateArrived", "format_event",
-    "format_metric", "merge_updates", "RUNNING",
+    "MonitorScreen", "PollFailed", "RunHandleLike", "StopConfirm", "StopFailed", "UpdateArrived",
+    "format_event", "merge_updates",
 ]

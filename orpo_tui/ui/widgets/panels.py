@@ -42,8 +42,10 @@ def format_duration(seconds: float) -> str:
 
 def format_metric(name: str, value: float) -> str:
     """How a readout shows one quantity (tests format expected values with this too)."""
-    if value is None or not math.isfinite(value):
+    if value is None or math.isnan(value):
         return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     if name == "reward_accuracy":
         return f"{value:.2f}"
     if name in ("real_tokens_per_s", "padded_tokens_per_s"):
@@ -52,6 +54,8 @@ def format_metric(name: str, value: float) -> str:
         return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
     if name == "learning_rate":
         return f"{value:.2e}"
+    if name == "mfu":  # a fraction; tiny runs sit far below 1%
+        return f"{value * 100:.3g}%"
     return format_number(value, 4)
 
 
@@ -89,8 +93,10 @@ def build_traces(history: RunHistory, specs: Sequence[SeriesSpec], points: int,
     return traces
 
 
-class MetricPanel(Vertical, can_focus=True):
-    """A bordered, focusable panel of plots fed from the run's history."""
+class MetricPanel(Vertical):
+    """A bordered panel of plots fed from the run's history."""
+
+    ALLOW_MAXIMIZE = True
 
     PLOTS: tuple[tuple[str, tuple[SeriesSpec, ...]], ...] = ()
 
@@ -114,8 +120,9 @@ class MetricPanel(Vertical, can_focus=True):
 
 
 class LossPanel(MetricPanel):
-    PLOTS = (("loss", (SeriesSpec("loss", "total", 0), SeriesSpec("nll_loss", "nll", 1),
-                       SeriesSpec("odds_ratio_loss", "odds-ratio", 2))),)
+    # The odds-ratio term is a few percent of the total: on one axis it would be a flat line.
+    PLOTS = (("loss", (SeriesSpec("loss", "total", 0), SeriesSpec("nll_loss", "nll", 1))),
+             ("odds-ratio term", (SeriesSpec("odds_ratio_loss", "loss - nll", 2),)))
 
     def refresh_data(self) -> None:
         lr = self.history.last("learning_rate")
@@ -138,7 +145,7 @@ class ThroughputPanel(MetricPanel):
     PLOTS = (
         ("tokens/s", (SeriesSpec("real_tokens_per_s", "real", 2),
                       SeriesSpec("padded_tokens_per_s", "padded", 0))),
-        ("step", (SeriesSpec("step_time", "time", 1),)),
+        ("step time (s)", (SeriesSpec("step_time", "step", 1),)),
     )
 
     peak_tflops: reactive[float | None] = reactive(None, init=False)
@@ -159,8 +166,9 @@ class ThroughputPanel(MetricPanel):
         padded = self.history.last("padded_tokens_per_s")
         peak = self.peak_tflops
         mfu = tflops / peak if peak and tflops == tflops else math.nan
+        mfu_text = format_metric("mfu", mfu) if mfu == mfu else ("-" if peak else "n/a")
         parts = [("TFLOP/s ", "dim"), (format_number(tflops, 3), "bold"),
-                 ("  MFU ", "dim"), (f"{mfu:.1%}" if mfu == mfu else "-", "bold")]
+                 ("  MFU ", "dim"), (mfu_text, "bold")]
         if real == real and padded == padded and padded > 0:
             parts += [("  real/padded ", "dim"), (f"{real / padded:.0%}", "bold")]
         return Content.assemble(*parts)
@@ -172,6 +180,8 @@ class ThroughputPanel(MetricPanel):
 
 class LogPanel(Vertical, can_focus=False):
     """Tail of the trainer's log (bounded), with run events interleaved."""
+
+    ALLOW_MAXIMIZE = True
 
     def __init__(self, *, title: str, id: str, classes: str = "panel", max_lines: int = 2000):
         super().__init__(id=id, classes=classes)
@@ -189,6 +199,8 @@ class LogPanel(Vertical, can_focus=False):
 
 class ErrorPanel(VerticalScroll, can_focus=True):
     """The error and traceback of a failed run."""
+
+    ALLOW_MAXIMIZE = True
 
     def __init__(self, *, title: str, id: str, classes: str = "panel"):
         super().__init__(id=id, classes=classes)
@@ -238,9 +250,11 @@ class ProgressLine(Widget):
         tail += [("  elapsed ", dim_style), (format_duration(self.elapsed), "")]
         if total:
             tail += [("  ETA ", dim_style), (format_duration(self.eta), "")]
-        if self.window:
-            tail += [("  ", ""), (self.window, dim_style)]
         used = len(step_text) + sum(len(t) for t, _ in tail)
+        # At small sizes the tab strip shows the window instead.
+        if self.window and used + 2 + len(self.window) + 5 <= self.size.width:
+            tail += [("  ", ""), (self.window, dim_style)]
+            used += 2 + len(self.window)
         parts: list[tuple[str, str]] = [(step_text, "bold")]
         if total:
             frac = min(1.0, max(0.0, self.step / total))
@@ -264,6 +278,7 @@ class PanelTabs(Static):
         self.labels = list(labels)
         self.active = labels[0][0] if labels else ""
         self.hidden: set[str] = set()
+        self.note = ""
 
     def on_mount(self) -> None:
         self._paint()
@@ -276,6 +291,10 @@ class PanelTabs(Static):
         self.hidden = set(hidden)
         self._paint()
 
+    def set_note(self, note: str) -> None:
+        self.note = note
+        self._paint()
+
     def _paint(self) -> None:
         parts: list[tuple[str, str] | str] = []
         for i, (key, label) in enumerate(self.labels, 1):
@@ -283,5 +302,7 @@ class PanelTabs(Static):
                 continue
             style = "reverse bold" if key == self.active else ""
             parts += [(f" {i} ", f"bold {style}".strip()), (f"{label} ", style), " "]
+        if self.note:
+            parts += [" ", (self.note, "italic")]
         self.update(Content.assemble(*parts))
 

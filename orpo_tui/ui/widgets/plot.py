@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from rich.segment import Segment
@@ -42,19 +42,28 @@ class Trace:
     #: Latest value, shown beside the label in the legend.
     value: str = ""
     legend: bool = True
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def format_number(value: float, digits: int = 4) -> str:
-    """Compact human form: 4 significant digits, k/M/G suffixes, "-" for NaN."""
+    """Compact human form: `digits` significant digits, k/M/G/T past 10,000, "-" for NaN."""
     if value is None or not math.isfinite(value):
         return "-"
     a = abs(value)
-    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if a >= limit:
-            return f"{value / (limit if limit != 1e4 else 1e3):.{max(1, digits - 1)}g}{suffix}"
-    if a >= 1000:
-        return f"{value:.0f}"
+    units = ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"))
+    if a >= 1e4:
+        for i, (scale, suffix) in enumerate(units):
+            scaled = value / scale
+            if abs(scaled) >= 1000 and i + 1 < len(units):
+                continue
+            decimals = max(0, digits - len(str(int(abs(scaled)))))
+            text = f"{scaled:.{decimals}f}"
+            if abs(float(text)) >= 1000 and i + 1 < len(units):
+                continue  # 999,999 rounds to 1000k: say 1M
+            if "." in text:
+                text = text.rstrip("0").rstrip(".")
+            return text + suffix
+    if a >= 1:
+        return f"{value:.{max(0, digits - len(str(int(a))))}f}"
     if a != 0 and a < 1e-3:
         return f"{value:.{max(1, digits - 2)}e}"
     return f"{value:.{digits}g}"
@@ -72,9 +81,11 @@ def _axis_labels(lo: float, hi: float) -> tuple[str, str, str]:
 
 
 def _x_label(value: float) -> str:
-    if abs(value) >= 1e4:
-        return format_number(value, 3)
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
+    """Steps in full while they fit (199,500 tells more than 200k), then SI."""
+    if float(value).is_integer():
+        text = f"{value:,.0f}"
+        return text if len(text) <= 9 else format_number(value, 4)
+    return f"{value:.3g}"
 
 
 class Plot(Widget):
@@ -181,6 +192,7 @@ class Plot(Widget):
 
     def _draw(self, width: int, height: int) -> list[Strip]:
         base, axis, title_style, label_style, empty_style, series = self._styles()
+        line_styles = series + [style + Style(dim=True) for style in series]
         blank = Strip.blank(width, base)
         if width <= 0 or height <= 0:
             return []
@@ -197,8 +209,9 @@ class Plot(Widget):
         strips = [line(r) for r in legend]
         rows_left = height - len(strips)
         finite = [t for t in traces if len(t.x)]
-        los = [np.nanmin(t.lo) for t in finite if np.isfinite(t.lo).any()]
-        his = [np.nanmax(t.hi) for t in finite if np.isfinite(t.hi).any()]
+        # The y range from finite values only: one inf (a diverged step) must not flatten it.
+        los = [t.lo[np.isfinite(t.lo)].min() for t in finite if np.isfinite(t.lo).any()]
+        his = [t.hi[np.isfinite(t.hi)].max() for t in finite if np.isfinite(t.hi).any()]
         if not los or rows_left < 2 or width < 12:
             msg = self.empty_text if not los else ""
             for i in range(rows_left):
@@ -241,23 +254,25 @@ class Plot(Widget):
             xp = to_px(np.asarray(t.x, np.float64))
             lo = to_py(np.asarray(t.lo, np.float64))  # row of the minimum: the lower dot
             hi = to_py(np.asarray(t.hi, np.float64))
-            if t.markers:
-                ok = np.isfinite(xp) & np.isfinite(lo) & np.isfinite(hi)
+            ok = np.isfinite(xp) & np.isfinite(lo) & np.isfinite(hi)
+            if t.markers and ok.sum() <= pw // 3:
                 cx = (np.rint(xp[ok]) // 2).astype(int).clip(0, pw - 1)
                 cy = (np.rint((lo[ok] + hi[ok]) / 2) // 4).astype(int).clip(0, ph - 1)
                 marks.append((cy, cx, color))
                 continue
+            # Markers too many to tell apart become a dim line of the same colour.
             mask = _raster_line(xp, lo, hi, px, py)
             if mask is None:
                 continue
             bits = (mask.reshape(ph, 4, pw, 2) * _BRAILLE[None, :, None, :]).sum(axis=(1, 3))
             codes |= bits.astype(np.uint16)
-            owner[bits > 0] = color
-        chars = np.where(codes > 0, codes + 0x2800, 0x20)
-        glyph = np.full((ph, pw), "", object)
+            owner[bits > 0] = color + (PALETTE_SIZE if t.markers else 0)
+        chars = [[chr(c) for c in row] for row in np.where(codes > 0, codes + 0x2800, 0x20).tolist()]
         for cy, cx, color in marks:
             owner[cy, cx] = color
-            glyph[cy, cx] = MARKER_GLYPH
+            for y, x in zip(cy.tolist(), cx.tolist()):
+                chars[y][x] = MARKER_GLYPH
+        owners = owner.tolist()
 
         tick_rows = {0: top, ph - 1: bottom}
         if ph >= 5:
@@ -266,13 +281,13 @@ class Plot(Widget):
             label = tick_rows.get(r)
             segs = [Segment((label or "").rjust(label_w), axis),
                     Segment("┤" if label is not None else "│", axis)]
-            row_chars = [glyph[r, c] or chr(chars[r, c]) for c in range(pw)]
-            row_owner = owner[r]
+            row_chars = chars[r]
+            row_owner = owners[r]
             start = 0
             for c in range(1, pw + 1):
                 if c == pw or row_owner[c] != row_owner[start]:
                     o = row_owner[start]
-                    segs.append(Segment("".join(row_chars[start:c]), base if o < 0 else series[o]))
+                    segs.append(Segment("".join(row_chars[start:c]), base if o < 0 else line_styles[o]))
                     start = c
             strips.append(line(segs))
         strips.append(line(self._x_axis(label_w, pw, xmin, xmax, axis)))
