@@ -125,6 +125,10 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
           + (f", data_files={d['data_files']!r}" if d["data_files"] else "") + ")")
     if d["eval_split"]:
         print(f"eval_dataset = load_dataset({d['path']!r}, split={d['eval_split']!r})")
+    elif d.get("eval_fraction"):
+        print(f"held_out = train_dataset.train_test_split(test_size={d['eval_fraction']!r}, "
+              f"seed={spec['orpo']['shuffle_seed_train']!r})")
+        print("train_dataset, eval_dataset = held_out['train'], held_out['test']")
     print("arguments = ORPOConfig(")
     for k, v in spec["orpo"].items():
         print(f"    {k}={_show(v)},")
@@ -184,7 +188,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if not args.no_ui:
         from orpo_tui.ui.app import make_app
 
-        make_app(attach_run=handle).run()
+        make_app(attach_run=handle, client_factory=_client_factory(args)).run()
         return EXIT_OK
     return follow(handle, jsonl=args.jsonl, verbose=args.verbose, own_run=False)
 
@@ -207,7 +211,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not args.no_ui:
         from orpo_tui.ui.app import make_app
 
-        make_app(attach_run=handle).run()
+        make_app(attach_run=handle, client_factory=_client_factory(args)).run()
         return EXIT_OK
     return follow(handle, jsonl=args.jsonl, verbose=args.verbose)
 
@@ -229,6 +233,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _client_factory(args: argparse.Namespace):
+    def client_factory():
+        from orpo_tui.job.client import RunClient
+
+        return RunClient(args.runs_dir, args.ray_address)
+
+    return client_factory
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     if args.preset is not None:
         _, err = _load(args.preset)
@@ -237,12 +250,7 @@ def cmd_console(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     from orpo_tui.ui.app import make_app
 
-    def client_factory():
-        from orpo_tui.job.client import RunClient
-
-        return RunClient(args.runs_dir, args.ray_address)
-
-    make_app(args.preset, client_factory=client_factory).run()
+    make_app(args.preset, client_factory=_client_factory(args)).run()
     return EXIT_OK
 
 
@@ -270,15 +278,20 @@ def follow(handle: Any, *, jsonl: bool = False, verbose: bool = False, own_run: 
     try:
         while True:
             update = handle.poll(0.5)
-            for event in update.events:
-                line = format_event(event, handle.run_dir)
-                if line:
-                    print(line, file=info_out)
-            for rec in update.metrics:
-                if jsonl:
-                    out.write(json.dumps(rec.to_json()) + "\n")
+            # In time order, so an alert follows the step it is about (a record sorts before the
+            # events stamped with its own time).
+            items = sorted([(rec.time, 0, rec) for rec in update.metrics]
+                           + [(float(e.get("time") or 0.0), 1, e) for e in update.events],
+                           key=lambda item: item[:2])
+            for _, is_event, item in items:
+                if is_event:
+                    line = format_event(item, handle.run_dir)
+                    if line:
+                        print(line, file=info_out)
+                elif jsonl:
+                    out.write(json.dumps(item.to_json()) + "\n")
                 else:
-                    out.write(format_step(rec, update.info.total_steps) + "\n")
+                    out.write(format_step(item, update.info.total_steps) + "\n")
             if verbose:
                 for line in update.logs:
                     print(line, file=sys.stderr)
@@ -313,17 +326,26 @@ def _hms(seconds: float) -> str:
 
 
 def format_step(rec: Any, total: int) -> str:
-    """One headless line for a logged step."""
-    g = rec.get
+    """One headless line for a logged step; a logged NaN/Inf shows as nan/inf, a missing value as -."""
+    def g(name: str, spec: str = ".4f") -> str:
+        value = rec.get(name, None)
+        if value is None and rec.mode != "train":  # EasyDeL's ORPO loss names its eval metrics eval/eval_<name>
+            value = rec.get(f"{rec.mode}_{name}", None)
+        if value is None:
+            return "-"
+        return format(value, spec) if math.isfinite(value) else str(value)
+
+    logps = f"logp c/r {g('logps/chosen', '.3f')}/{g('logps/rejected', '.3f')}"
     if rec.mode != "train":
-        return (f"eval  @{rec.step:>6}  loss {_fmt(g('loss'))}  nll {_fmt(g('nll_loss'))}  "
-                f"log-odds {_fmt(g('log_odds_ratio'))}  acc {_fmt(g('rewards/accuracies'), '.2f')}")
+        return (f"eval  @{rec.step:>6}  loss {g('loss')}  nll {g('nll_loss')}  "
+                f"log-odds {g('log_odds_ratio')}  {logps}  acc {g('rewards/accuracies', '.2f')}")
     width = len(str(total)) if total else 4
-    return (f"step {rec.step:>{width}}/{total or '?'}  loss {_fmt(g('loss'))}  nll {_fmt(g('nll_loss'))}  "
-            f"log-odds {_fmt(g('log_odds_ratio'))}  logp c/r {_fmt(g('logps/chosen'), '.3f')}/"
-            f"{_fmt(g('logps/rejected'), '.3f')}  acc {_fmt(g('rewards/accuracies'), '.2f')}  "
+    mfu = rec.derived.get("mfu")
+    return (f"step {rec.step:>{width}}/{total or '?'}  loss {g('loss')}  nll {g('nll_loss')}  "
+            f"log-odds {g('log_odds_ratio')}  {logps}  acc {g('rewards/accuracies', '.2f')}  "
             f"tok/s {_fmt(rec.derived.get('real_tokens_per_s', math.nan), ',.0f')}  "
-            f"eta {_hms(rec.derived.get('eta_s', math.nan))}")
+            + (f"mfu {_fmt(float(mfu), '.1%')}  " if isinstance(mfu, (int, float)) else "")
+            + f"eta {_hms(rec.derived.get('eta_s', math.nan))}")
 
 
 def format_event(event: dict[str, Any], run_dir: Path) -> str | None:
@@ -337,7 +359,12 @@ def format_event(event: dict[str, Any], run_dir: Path) -> str | None:
     if kind == "resumed":
         return f"· resumed from the checkpoint at step {event.get('step')}"
     if kind == "configured":
-        return f"· {event.get('train_examples')} training pairs, {event.get('total_steps')} steps"
+        evals = f", {event['eval_examples']} eval pairs" if event.get("eval_examples") else ""
+        return f"· {event.get('train_examples')} training pairs{evals}, {event.get('total_steps')} steps"
+    if kind == "alert":
+        return f"alert: {event.get('message')}"
+    if kind == "stop":
+        return f"· stopping (checkpoint first): {event.get('reason')}"
     return None
 
 

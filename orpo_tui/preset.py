@@ -81,6 +81,8 @@ class DatasetSection:
         factory=dict)
     split: str = spec("train", "Split to train on")
     eval_split: str = spec("", "Split to evaluate on; empty for none")
+    eval_fraction: float = spec(0.0, "Without an eval split: hold out this fraction of the training "
+                                     "split for evaluation; 0 for none", ge=0.0, le=0.5)
     max_examples: int = spec(0, "Use only the first N training pairs; 0 for all", ge=0)
 
 
@@ -116,7 +118,8 @@ class OrpoSection:
     do_eval: bool = spec(True, "Evaluate (on the eval split when set)")
     eval_steps: int = spec(0, "Evaluate every N steps; 0 for only at the end", ge=0)
     shuffle_seed: int = spec(64871, "Seed of the training-set shuffle", ge=0)
-    stop_on_nan: bool = spec(False, "Stop the run (saving a checkpoint) when a loss part is NaN or Inf")
+    stop_on_nan: bool = spec(False, "Stop the run (saving a checkpoint) when a loss part is NaN or Inf; "
+                                    "it ends `stopped` and its event log says why")
 
 
 @dataclass
@@ -376,13 +379,20 @@ def to_dict(preset: Preset) -> dict[str, Any]:
     return out
 
 
-def loads(text: str, *, file: str | os.PathLike | None = None, base_dir: Path | None = None) -> Preset:
-    """Parse TOML text into a checked Preset; raises PresetError with one line."""
+def loads(text: str, *, file: str | os.PathLike | None = None, base_dir: Path | None = None,
+          check: bool = True) -> Preset:
+    """Parse TOML text into a Preset; raises PresetError with one line.
+
+    `check=False` still refuses bad TOML, unknown keys and wrong types, but leaves
+    range and cross-field problems for a form to mark (see `validate`).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"TOML syntax error: {e}", file=file) from None
     preset = from_dict(data, file=file, base_dir=base_dir)
+    if not check:
+        return preset
     problems = validate(preset)
     if problems:
         p = problems[0]
@@ -391,8 +401,8 @@ def loads(text: str, *, file: str | os.PathLike | None = None, base_dir: Path | 
     return preset
 
 
-def load(path: str | os.PathLike) -> Preset:
-    """Read and check a preset file."""
+def load(path: str | os.PathLike, *, check: bool = True) -> Preset:
+    """Read (and by default check) a preset file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -400,7 +410,7 @@ def load(path: str | os.PathLike) -> Preset:
         raise PresetError("no such preset file", file=path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise PresetError(f"cannot read: {e}", file=path) from None
-    return loads(text, file=path, base_dir=path.resolve().parent)
+    return loads(text, file=path, base_dir=path.resolve().parent, check=check)
 
 
 def rebased(preset: Preset, new_dir: Path) -> Preset:
@@ -568,6 +578,9 @@ def _check_dataset(p: Preset, check_files: bool) -> list[Problem]:
         out.append(Problem("dataset.id", f"local dataset {p.resolve(d.id)} does not exist"))
     if d.eval_split and d.eval_split == d.split:
         out.append(Problem("dataset.eval_split", "is the training split: evaluate on held-out data"))
+    if d.eval_split and d.eval_fraction:
+        out.append(Problem("dataset.eval_fraction", f"is set but so is dataset.eval_split ({d.eval_split!r}): "
+                                                    f"evaluate on one of them"))
     return out
 
 

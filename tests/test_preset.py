@@ -98,9 +98,10 @@ def _every_field_changed() -> dict:
     }
 
 
-# A valid preset cannot change these two from their defaults: dataset.id is exclusive with
-# dataset.data_files, and do_eval = false forbids eval_steps.
-VALID_BUT_DEFAULT = {"dataset.id", "orpo.do_eval"}
+# A valid preset cannot change these from their defaults: dataset.id is exclusive with
+# dataset.data_files, do_eval = false forbids eval_steps, and dataset.eval_fraction is
+# exclusive with dataset.eval_split.
+VALID_BUT_DEFAULT = {"dataset.id", "orpo.do_eval", "dataset.eval_fraction"}
 
 
 def test_every_field_changed_preset_covers_every_key():
@@ -123,10 +124,11 @@ def test_every_field_changed_preset_survives_save_and_load(tmp_path):
 
 
 def test_literally_every_field_changed_survives_the_toml_layer(tmp_path):
-    """The two keys a valid preset must leave at default also round-trip (parse layer, no checks)."""
+    """The keys a valid preset must leave at default also round-trip (parse layer, no checks)."""
     data = _every_field_changed()
     data["dataset"]["id"] = "org/some-dataset"
     data["orpo"]["do_eval"] = False
+    data["dataset"]["eval_fraction"] = 0.1
     first = P.from_dict(data)
     defaults = P.flatten(P.Preset())
     assert all(v != defaults[k] for k, v in P.flatten(first).items())

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orpo_tui import accelerators
 from orpo_tui.preset import Preset, is_local_path
 
 # Variables from the launcher's environment that the trainer should see; never secrets.
@@ -104,9 +105,11 @@ def dataset_args(preset: Preset) -> dict[str, Any]:
         first = next(iter(d.data_files.values()))[0]
         files = {split: [str(preset.resolve(f)) for f in fs] for split, fs in d.data_files.items()}
         return {"path": DATA_FORMATS[Path(first).suffix.lower()], "data_files": files,
-                "split": d.split, "eval_split": d.eval_split or None, "max_examples": d.max_examples}
+                "split": d.split, "eval_split": d.eval_split or None, "eval_fraction": d.eval_fraction,
+                "max_examples": d.max_examples}
     return {"path": model_ref(preset, d.id), "data_files": None, "split": d.split,
-            "eval_split": d.eval_split or None, "max_examples": d.max_examples}
+            "eval_split": d.eval_split or None, "eval_fraction": d.eval_fraction,
+            "max_examples": d.max_examples}
 
 
 def runtime_env(preset: Preset) -> dict[str, Any]:
@@ -133,6 +136,9 @@ def resolved(preset: Preset, run_dir: Path | None = None, *, resume: bool = Fals
         "orpo": orpo_args(preset, run_dir, resume=resume),
         "resume": resume,
         "accelerator": {"kind": a.kind, "type": a.type, "count": a.count},
+        # Peak bf16 TFLOP/s of the whole slice (None on CPU): the actor's MFU divides by it.
+        "peak_tflops": accelerators.peak_tflops(a.kind, a.type, a.count),
+        "stop_on_nan": preset.orpo.stop_on_nan,
         "runtime_env": runtime_env(preset),
         "wandb_project": preset.logging.wandb_project or None,
         "secrets": {"hf_token_env": preset.secrets.hf_token_env,
