@@ -135,7 +135,8 @@ class RunActor:
             a = self.spec["accelerator"]
             config = accelerators.eformer_config(a["kind"], a["type"], a["count"], self.spec["runtime_env"])
             status = RayExecutor.execute(
-                ray.remote(run_training), config, spec=self.spec,
+                # No silent re-run: a retried task would train again from step 0 into the same stream.
+                ray.remote(max_retries=0)(run_training), config, spec=self.spec,
                 channel={"endpoint": self.receiver.endpoint, "token": self.receiver.token},
                 secrets=self._secrets, env=self._env)
             self._secrets = {}
