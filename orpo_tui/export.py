@@ -347,6 +347,11 @@ def _dataset_lines(spec: dict[str, Any]) -> list[str]:
     load("train_dataset", "TRAIN_SPLIT")
     if d["eval_split"]:
         load("eval_dataset", "EVAL_SPLIT")
+    elif d.get("eval_fraction"):
+        lines.append("    # Hold out part of the training split for evaluation (dataset.eval_fraction).")
+        lines.append(f"    held_out = train_dataset.train_test_split(test_size={d['eval_fraction']!r}, "
+                     f"seed={spec['orpo']['shuffle_seed_train']!r})")
+        lines.append('    train_dataset, eval_dataset = held_out["train"], held_out["test"]')
     else:
         lines.append("    eval_dataset = None")
     return lines

@@ -344,3 +344,13 @@ def test_exported_tiny_script_trains_on_its_own(tmp_path):
     assert runs, f"no checkpoint under {tmp_path / 'checkpoints'}:\n{out[-4000:]}"
     assert any(r.name == "run-30" for r in runs)  # max_training_steps = 30, do_last_save
     print(f"exported tiny script ran in {seconds:.1f} s")
+
+
+def test_eval_fraction_is_held_out_like_the_trainer_does():
+    p = presets.load(TINY)
+    p.dataset.eval_split = ""
+    p.dataset.eval_fraction = 0.1
+    src = export.export_script(p)
+    compile(src, "exported.py", "exec")
+    assert "train_dataset.train_test_split(test_size=0.1, seed=64871)" in src
+    assert 'train_dataset, eval_dataset = held_out["train"], held_out["test"]' in src

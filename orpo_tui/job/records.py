@@ -49,7 +49,8 @@ class MetricRecord:
 
     def get(self, name: str, default: float = math.nan) -> float:
         """A metric by short name: `loss` finds `train/loss` or `eval/loss`."""
-        for key in (name, f"{self.mode}/{name}", f"{self.mode}-mlperf/{name}"):
+        # EasyDeL's ORPO names eval metrics eval/eval_<name> (eval/loss aside).
+        for key in (name, f"{self.mode}/{name}", f"{self.mode}/{self.mode}_{name}", f"{self.mode}-mlperf/{name}"):
             if key in self.metrics:
                 v = self.metrics[key]
                 return float(v) if isinstance(v, (int, float)) else default
