@@ -248,9 +248,13 @@ def cmd_console(args: argparse.Namespace) -> int:
         if err:
             print(f"orpo-tui: {err}", file=sys.stderr)
             return EXIT_USAGE
+    from orpo_tui.job import store
     from orpo_tui.ui.app import make_app
 
-    make_app(args.preset, client_factory=_client_factory(args)).run()
+    # With no preset named, a console over existing runs most likely came back for them.
+    runs_dir = args.runs_dir.resolve() if args.runs_dir else store.default_runs_dir()
+    open_runs = args.preset is None and bool(store.list_run_dirs(runs_dir))
+    make_app(args.preset, client_factory=_client_factory(args), open_runs=open_runs).run()
     return EXIT_OK
 
 

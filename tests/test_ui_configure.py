@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from textual.screen import Screen
 from textual.widgets import Input, OptionList, Static
+from preflight_fakes import FakePreflight
 from ui_fakes import (  # noqa: F401 - fixtures
     REPO,
     REPO_PRESETS,
@@ -44,8 +45,9 @@ class StubMonitor(Screen):
 def app_for(path: Path | None, ws: dict[str, Path], client: FakeRunClient | None = None,
             environ: dict[str, str] | None = None) -> OrpoApp:
     client = client or FakeRunClient()
+    # A fake preflight: these tests are about the form; tests/test_ui_preflight.py runs the real one.
     return make_app(path, client_factory=lambda: client, preset_dirs=[ws["repo"], ws["user"]],
-                    monitor_factory=StubMonitor, environ=environ or {})
+                    monitor_factory=StubMonitor, environ=environ or {}, preflight_runner=FakePreflight())
 
 
 def configure(app: OrpoApp) -> ConfigureScreen:

@@ -27,10 +27,12 @@ class RunHandle:
         self._log_offset = 0  # bytes of trainer.log already read, when reading from files
 
     def poll(self, timeout: float = 0.5) -> Update:
-        import ray
-
         if self._actor is None:
             return self._from_files()
+        # Imported only with an actor: importing ray before `cluster.connect` sets the auth
+        # env would leave a later connect in this process unauthenticated.
+        import ray
+
         try:
             update = ray.get(self._actor.poll.remote(*self._cursors, timeout), timeout=timeout + 30)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError,
@@ -64,9 +66,9 @@ class RunHandle:
         return update
 
     def info(self) -> RunInfo:
-        import ray
-
         if self._actor is not None:
+            import ray
+
             try:
                 return ray.get(self._actor.get_info.remote(), timeout=30)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
@@ -75,9 +77,9 @@ class RunHandle:
 
     def stop(self) -> None:
         """Graceful stop: the trainer saves a checkpoint, then the run ends `stopped`."""
-        import ray
-
         if self._actor is not None:
+            import ray
+
             ray.get(self._actor.stop.remote(), timeout=30)
 
     def wait(self, timeout: float | None = None) -> RunInfo:
@@ -92,9 +94,9 @@ class RunHandle:
 
     def release(self) -> None:
         """Kill an ended run's actor now rather than after its linger time."""
-        import ray
-
         if self._actor is not None and self.info().state in TERMINAL:
+            import ray
+
             ray.kill(self._actor)
             self._actor = None
 
@@ -107,11 +109,12 @@ class RunClient:
         self.ray_address = ray_address
         self._connected: tuple[str, bool] | None = None
 
-    def connect(self) -> tuple[str, bool]:
+    def connect(self, *, start: bool = True) -> tuple[str, bool]:
+        """Join the cluster (`start=False`: only if orpo-tui's local head is already up)."""
         from orpo_tui.job import cluster
 
         if self._connected is None:
-            self._connected = cluster.connect(self.ray_address)
+            self._connected = cluster.connect(self.ray_address, start=start)
         return self._connected
 
     def launch(self, preset: presets.Preset, *, run_id: str | None = None,
@@ -174,15 +177,20 @@ class RunClient:
                 time.sleep(0.1)  # Ray frees a killed actor's name asynchronously
         return self.launch(preset, run_id=run_id, environ=environ, resume=True)
 
-    def attach(self, run_id: str) -> RunHandle:
-        """Attach to a run by id: its actor if alive, else its run folder."""
+    def attach(self, run_id: str, *, connect: bool = True) -> RunHandle:
+        """Attach to a run by id: its actor if alive, else its run folder.
+
+        `connect=False` reads the run folder only, touching no cluster: all an ended
+        run needs (its actor has closed the files), and it never starts a Ray head.
+        """
         run_dir = self.runs_dir / run_id
         actor = None
         try:
-            self.connect()
-            import ray
+            if connect:
+                self.connect(start=False)  # no head running means no actor: never start one to look
+                import ray
 
-            actor = ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
+                actor = ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
         except Exception:  # no cluster, or the actor has ended: files are the truth
             actor = None
         if actor is None and not (run_dir / "run.json").is_file():

@@ -8,6 +8,7 @@ authentication, with a token file only the user can read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -137,11 +138,56 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
+def _use_token_auth() -> None:
+    """Point Ray at our head's token. Ray reads its auth settings when first imported, so
+    if something in this process imported it already, it is told to read them again."""
+    env = _auth_env()
+    changed = any(os.environ.get(k) != v for k, v in env.items())
+    os.environ.update(env)
+    if changed and "ray" in sys.modules:
+        import ray
+
+        if not ray.is_initialized():
+            try:  # what Ray's own tests do to switch auth settings in a live process
+                from ray._raylet import AuthenticationTokenLoader, Config
+
+                AuthenticationTokenLoader.instance().reset_cache()
+                Config.initialize("")
+            except (ImportError, AttributeError):  # another Ray: connect says if auth fails
+                pass
+
+
+@contextlib.contextmanager
+def _streams_with_file_descriptors():
+    """Real stdout/stderr for the length of `ray.init`.
+
+    ray.init calls `faulthandler.enable()`, which needs `sys.stderr` to have a file
+    descriptor; a full-screen console (Textual) replaces both streams with capture
+    objects whose `fileno()` is -1, and ray.init then fails (measured, Ray 2.54).
+    """
+    swapped = {}
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            usable = stream.fileno() >= 0
+        except (AttributeError, OSError, ValueError):
+            usable = False
+        original = getattr(sys, f"__{name}__")
+        if not usable and original is not None:
+            swapped[name] = stream
+            setattr(sys, name, original)
+    try:
+        yield
+    finally:
+        for name, stream in swapped.items():
+            setattr(sys, name, stream)
+
+
 def connect(address: str | None = None, *, start: bool = True) -> tuple[str, bool]:
     """Connect this process to Ray; returns (address, is_local_head)."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
-        os.environ.update(_auth_env())  # before ray reads its auth mode
+        _use_token_auth()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     import ray
 
@@ -155,8 +201,9 @@ def connect(address: str | None = None, *, start: bool = True) -> tuple[str, boo
                 raise ClusterError("no orpo-tui Ray head is running")
             address = start_local_head()
     try:
-        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR,
-                 log_to_driver=False, configure_logging=True)
+        with _streams_with_file_descriptors():
+            ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR,
+                     log_to_driver=False, configure_logging=True)
     except Exception as e:  # ConnectionError, AuthenticationError, RuntimeError ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ClusterError(f"cannot connect to Ray at {address}: {reason}") from None

@@ -22,8 +22,10 @@ from textual.widgets.option_list import Option
 
 from orpo_tui import accelerators
 from orpo_tui import preset as presets
+from orpo_tui.preflight import PreflightReport
 from orpo_tui.preset import FIELD_SPECS, FieldSpec, Preset, PresetError, Problem
 from orpo_tui.ui.commands import PaletteCommand
+from orpo_tui.ui.preflight_screen import PreflightRunner, PreflightScreen, default_preflight_runner, preflight_key
 from orpo_tui.ui.presets_screen import (
     DiffScreen,
     PresetPickerScreen,
@@ -75,6 +77,16 @@ def field_of(problem_key: str) -> str | None:
             if best is None or len(key) > len(best):
                 best = key
     return best
+
+
+def preflight_problems(report: PreflightReport) -> list[Problem]:
+    """The report's blocking problems, each under the form field it names ("preflight" if none)."""
+    out = []
+    for message in report.blocking:
+        words = (w.rstrip(":.()") for w in message.replace(",", " ").replace(";", " ").split())
+        key = next((f for f in map(field_of, words) if f), "preflight")
+        out.append(Problem(key, message))
+    return out
 
 
 def editor_id(key: str) -> str:
@@ -281,6 +293,14 @@ class LaunchFailed(Message):
     error: str
 
 
+@dataclass
+class PreflightChecked(Message):
+    """Launch ran the preflight first; this is what it found (blocking problems stop the launch)."""
+
+    key: tuple[str, ...]
+    report: PreflightReport
+
+
 class ConfigureScreen(Screen[None]):
     """Edit a preset section by section; save it, or launch it."""
 
@@ -296,6 +316,10 @@ class ConfigureScreen(Screen[None]):
                 tooltip="Pick a TPU slice (chips, hosts, HBM) or the local CPU"),
         Binding("f3", "show_changes", "Diff", id="show_changes",
                 tooltip="Fields that differ from the loaded preset"),
+        # Kept out of the full 80-column footer; the status line names the key.
+        Binding("f4", "preflight", "Preflight", id="preflight", show=False,
+                tooltip="Check the dataset against the tokenizer and the length limits (Launch does too)"),
+        Binding("f6", "app.runs", "Runs", id="runs", tooltip="Live and past runs: open, resume, overlay two"),
         # Kept out of the 80-column footer; the status line names the key when there are problems.
         Binding("f8", "show_problems", "Problems", id="show_problems", show=False,
                 tooltip="Every problem with the preset; jump to one"),
@@ -309,6 +333,8 @@ class ConfigureScreen(Screen[None]):
     """What is wrong with the form now: unparsable fields first, then `preset.validate`."""
     launching: var[bool] = var(False, init=False)
     """A launch is in flight; another is refused."""
+    checking: var[bool] = var(False, init=False)
+    """The launch in flight is running the preflight first."""
 
     def __init__(self, preset: Preset, path: Path | None = None, *, preset_dirs: list[Path] | None = None,
                  save_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
@@ -324,6 +350,8 @@ class ConfigureScreen(Screen[None]):
         self._rows: dict[str, FieldRow] = {}
         self._prompts: dict[str, Content] = {}
         self._footer_state: tuple[bool, bool] | None = None
+        #: The last preflight report and the `preflight_key` of the preset it checked.
+        self._preflight: tuple[tuple[str, ...], PreflightReport] | None = None
 
     @property
     def orpo_app(self) -> OrpoApp:
@@ -476,15 +504,25 @@ class ConfigureScreen(Screen[None]):
     def _update_status(self) -> None:
         status = self.query_one("#status", Static)
         n = len(self.problems)
+        report = self.last_preflight()
+        blocked = [b.removeprefix(f"{report.source}: ") for b in report.blocking] if report else []
         if self.launching:
-            status.update(Content.styled("Launching…", "$text-accent"))
+            status.update(Content.styled("Preflight: checking the dataset before launch…" if self.checking
+                                         else "Launching…", "$text-accent"))
         elif n:
             first = self.problems[0]
             status.update(Content.assemble(
                 (f"✗ {n} problem{'s' * (n > 1)}", "$text-error bold"), (" (f8) ", "dim"), (first.key, "bold"),
                 f": {first.message}"))
+        elif blocked:
+            status.update(Content.assemble(("✗ Preflight blocks launch", "$text-error bold"), (" (f4) ", "dim"),
+                                           blocked[0]))
         else:
-            status.update(Content.assemble(("✓ Ready to launch", "$text-success bold"), "  ctrl+r starts the run"))
+            warned = len(report.warnings) if report else 0
+            checked = (f" · preflight: {warned} warning{'s' * (warned > 1)} (f4)", "$text-warning") if warned else (
+                (" · preflight ok (f4)", "dim") if report else (" · f4 checks the dataset", "dim"))
+            status.update(Content.assemble(("✓ Ready to launch", "$text-success bold"), "  ctrl+r starts the run",
+                                           checked))
 
     def _update_side(self) -> None:
         if not self.has_class("-wide"):
@@ -500,6 +538,9 @@ class ConfigureScreen(Screen[None]):
             panel.update(Content.styled("✓ No problems: ready to launch", "$text-success bold"))
 
     def watch_launching(self) -> None:
+        self._update_status()
+
+    def watch_checking(self) -> None:
         self._update_status()
 
     # ------------------------------------------------------------ sections and focus
@@ -582,11 +623,29 @@ class ConfigureScreen(Screen[None]):
             self.app.push_screen(ProblemsScreen(f"Launch refused: {n} problem{'s' * (n > 1)}", problems),
                                  self._jump_to_problem)
             return
+        preset = self.preset.copy()
+        key = preflight_key(preset)
+        report = self.last_preflight(key)
+        if report is not None and report.blocking:
+            self._refuse_launch(report)
+            return
         self.launching = True
-        self._launch(self.preset.copy())
+        self.checking = report is None
+        # Checked again only when what the preflight reads changed since the last report.
+        self._launch(preset, self.preflight_runner() if report is None else None)
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
-    def _launch(self, preset: Preset) -> None:
+    def _launch(self, preset: Preset, preflight: PreflightRunner | None = None) -> None:
+        if preflight is not None:
+            key = preflight_key(preset)
+            try:
+                report = preflight(preset)
+            except Exception as e:  # noqa: BLE001 - a crashed check refuses this launch, says why
+                self.post_message(LaunchFailed(f"preflight: {type(e).__name__}: {e}"))
+                return
+            self.post_message(PreflightChecked(key, report))
+            if report.blocking:
+                return
         try:
             handle = self.orpo_app.run_client().launch(preset)
         except Exception as e:  # noqa: BLE001 - any engine failure is shown, the form stays usable
@@ -602,7 +661,59 @@ class ConfigureScreen(Screen[None]):
     @on(LaunchFailed)
     def _launch_failed(self, message: LaunchFailed) -> None:
         self.launching = False
+        self.checking = False
         self.notify(message.error, title="Launch failed", severity="error", timeout=10)
+
+    @on(PreflightChecked)
+    def _preflight_checked(self, message: PreflightChecked) -> None:
+        self.checking = False
+        self.remember_preflight(message.key, message.report)
+        if message.report.blocking:
+            self.launching = False
+            self._refuse_launch(message.report)
+        elif message.report.warnings:
+            n = len(message.report.warnings)
+            self.notify(f"{message.report.warnings[0]}" + (f" (and {n - 1} more)" if n > 1 else "")
+                        + "; f4 shows the report", title=f"Preflight: {n} warning{'s' * (n > 1)}",
+                        severity="warning", timeout=8)
+
+    def _refuse_launch(self, report: PreflightReport) -> None:
+        n = len(report.blocking)
+        self.app.push_screen(ProblemsScreen(f"Launch refused: preflight found {n} blocking problem{'s' * (n > 1)}",
+                                            preflight_problems(report)), self._jump_to_problem)
+
+    # ------------------------------------------------------------ preflight
+
+    def preflight_runner(self) -> PreflightRunner:
+        """The app's check (`OrpoApp.preflight_runner`, a fake in tests), else the real one."""
+        return getattr(self.app, "preflight_runner", None) or default_preflight_runner
+
+    def last_preflight(self, key: tuple[str, ...] | None = None) -> PreflightReport | None:
+        """The last report if it was made for the form as it is now (or for `key`)."""
+        if self._preflight is None:
+            return None
+        made_for, report = self._preflight
+        return report if made_for == (key or preflight_key(self.preset)) else None
+
+    def remember_preflight(self, key: tuple[str, ...], report: PreflightReport) -> None:
+        self._preflight = (key, report)
+        self._update_status()
+
+    def apply_values(self, values: dict[str, Any]) -> Preset:
+        """Put `values` in the form (as a load does: no Changed round trip), recheck, return the preset."""
+        with self.prevent(Input.Changed, Select.Changed, Switch.Changed):
+            for key, value in values.items():
+                self.parse_errors.pop(key, None)
+                presets.set_value(self.preset, key, value)
+                self.row(key).show(value)
+        self.revalidate()
+        return self.preset.copy()
+
+    def action_preflight(self) -> None:
+        preset = self.preset.copy()
+        self.app.push_screen(PreflightScreen(preset, runner=self.preflight_runner(),
+                                             report=self.last_preflight(preflight_key(preset)),
+                                             on_report=self.remember_preflight, on_apply=self.apply_values))
 
     def _jump_to_problem(self, key: str | None) -> None:
         if key:
@@ -726,6 +837,8 @@ class ConfigureScreen(Screen[None]):
     def palette_commands(self) -> list[PaletteCommand]:
         cmds = [
             PaletteCommand("Launch run", "Start a run with this preset and watch it", self.action_launch),
+            PaletteCommand("Preflight: check the dataset", "Tokenized example, lengths, truncation and bad pairs "
+                           "for this preset (key f4)", self.action_preflight),
             PaletteCommand("Open preset", "Pick a preset from the preset folders", self.action_open_preset),
             PaletteCommand("Save preset", "Save to the preset's file (shows changes first)", self.action_save),
             PaletteCommand("Save preset as", "Save to a new file", self.action_save_as),
@@ -776,5 +889,5 @@ def summarize(p: Preset, environ: Mapping[str, str] | None = None) -> Content:
     return Content.assemble(*parts)
 
 
-__all__ = ["ConfigureScreen", "FieldRow", "Launched", "LaunchFailed", "ProblemsScreen", "SlicePickerScreen",
-           "summarize"]
+__all__ = ["ConfigureScreen", "FieldRow", "Launched", "LaunchFailed", "PreflightChecked", "ProblemsScreen",
+           "SlicePickerScreen", "preflight_problems", "summarize"]

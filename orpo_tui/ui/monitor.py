@@ -22,6 +22,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.content import Content
+from textual.css.query import NoMatches
+from textual.events import Mount
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
@@ -33,6 +35,7 @@ from orpo_tui import accelerators
 from orpo_tui.job.records import LIVE, STOPPED, SUCCEEDED, RunInfo, Update
 from orpo_tui.series import RunHistory
 from orpo_tui.ui.commands import PaletteCommand
+from orpo_tui.ui.widgets.alerts import AlertsPanel, is_error_alert
 from orpo_tui.ui.widgets.panels import (
     ErrorPanel, LogOddsPanel, LogPanel, LossPanel, PanelTabs, ProgressLine, ThroughputPanel,
     format_number,
@@ -51,6 +54,8 @@ WINDOWS: tuple[int | None, ...] = (None, 10_000, 1_000, 100)
 LOG_LINES = 2000
 #: Records the worker holds for a busy UI before it stops polling until the UI catches up.
 MAX_BACKLOG_RECORDS = 20_000
+#: Health alerts that pop up as notifications from one update; the rest are counted in one more.
+MAX_ALERT_TOASTS = 3
 #: The footer shows the panel keys as one group: "12345 Panel".
 PANEL_KEYS = Binding.Group("Panel", compact=True)
 
@@ -181,6 +186,8 @@ class MonitorScreen(Screen[None]):
                 tooltip="Fill the screen with the focused panel; again to restore"),
         Binding("w", "window", "Window", id="monitor.window",
                 tooltip="Plot the whole history or only the last 10k / 1k / 100 steps"),
+        Binding("p", "show_preset", "Preset", id="monitor.preset", show=False,
+                tooltip="The preset the run was launched with"),
         Binding("escape", "close", "Back", id="monitor.close",
                 tooltip="Leave the monitor; the run goes on"),
     ]
@@ -340,6 +347,25 @@ class MonitorScreen(Screen[None]):
             if event.get("kind") == "error":
                 self._set_error(str(event.get("message") or update.info.error or "the run failed"),
                                 str(event.get("traceback") or ""))
+        alerts = [event for event in update.events if event.get("kind") == "alert"]
+        if alerts:
+            self._show_alerts(alerts)
+
+    def _show_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Health alerts: a notification each (a few at most), and the alerts strip above the panels."""
+        try:
+            strip = self.query_one("#alerts", AlertsPanel)
+        except NoMatches:  # the first alert of the run: the strip takes room only from now on
+            strip = AlertsPanel(id="alerts")
+            self.mount(strip, before="#panels")
+        strip.add(alerts)
+        for event in alerts[:MAX_ALERT_TOASTS]:
+            self.notify(str(event.get("message") or event.get("alert")),
+                        title=f"Health alert · step {event.get('step', '?')}",
+                        severity="error" if is_error_alert(event) else "warning", timeout=10)
+        if len(alerts) > MAX_ALERT_TOASTS:
+            self.notify(f"{len(alerts) - MAX_ALERT_TOASTS} more health alerts: see the alerts strip and the Log",
+                        title="Health alerts", severity="warning", timeout=10)
 
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
@@ -485,6 +511,8 @@ class MonitorScreen(Screen[None]):
         if action == "show_panel" and parameters and parameters[0] == "error":
             return self.error is not None
         if action == "stop":
+            if getattr(self, "read_only", False):
+                return False  # opened after it ended: there is nothing to stop, so no key for it
             return (self.state in LIVE or not self.state) and not self.stop_requested or None
         return True
 
@@ -543,6 +571,50 @@ class MonitorScreen(Screen[None]):
         self._paint_state()
         self._send_stop()
         self.notify("Stop requested: the trainer checkpoints, then stops.", title="Stopping")
+
+    # -- opened from the Runs screen --
+
+    def preload_info(self, info: RunInfo) -> None:
+        """What the run list already knows, shown until the first poll answers: an ended run
+        opens read-only (no Stop) from the first frame."""
+        self.info = info
+        self.set_reactive(MonitorScreen.state, info.state)
+        #: Opened after the run ended: the Stop key is hidden, not just disabled.
+        self.read_only = info.state not in LIVE
+
+    def set_overlay(self, overlay: Any) -> None:
+        """Draw another run's train loss and log-odds beside this one's (a `panels.Overlay`)."""
+        self.overlay = overlay
+        if self.is_mounted:
+            self._apply_overlay()
+
+    @on(Mount)
+    def _apply_overlay(self) -> None:
+        overlay = getattr(self, "overlay", None)
+        if overlay is None:
+            return
+        for panel in self.query(".panel"):
+            if hasattr(panel, "overlay"):
+                panel.overlay = overlay
+        self._dirty = True
+
+    def action_show_preset(self) -> None:
+        from pathlib import Path
+
+        from orpo_tui import preset as presets
+        from orpo_tui.ui.run_dialogs import PresetView
+
+        run_dir = getattr(self.handle, "run_dir", None)
+        try:  # the file the run was launched with, exactly
+            text = (Path(run_dir) / "preset.toml").read_text(encoding="utf-8") if run_dir else None
+        except OSError:
+            text = None
+        if text is None and self.preset is not None:
+            text = presets.dumps(self.preset)
+        if text is None:
+            self.notify("This run's preset is not known here.", severity="warning")
+            return
+        self.app.push_screen(PresetView(f"Preset of run {self.handle.run_id}", text))
 
     def action_close(self) -> None:
         if self.maximized is not None:

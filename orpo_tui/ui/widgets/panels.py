@@ -22,10 +22,13 @@ from orpo_tui.series import RunHistory
 from orpo_tui.ui.widgets.plot import Plot, Trace, format_number
 
 __all__ = [
-    "ErrorPanel", "LogOddsPanel", "LogPanel", "LossPanel", "MetricPanel", "PanelTabs",
+    "ErrorPanel", "LogOddsPanel", "LogPanel", "LossPanel", "MetricPanel", "Overlay", "PanelTabs",
     "ProgressLine", "SeriesSpec", "ThroughputPanel", "format_duration", "format_number",
-    "format_metric",
+    "format_metric", "overlay_trace",
 ]
+
+#: Palette colour of an overlaid run's curves (free in every overlaid plot).
+OVERLAY_COLOR = 5
 
 
 def format_duration(seconds: float) -> str:
@@ -93,25 +96,58 @@ def build_traces(history: RunHistory, specs: Sequence[SeriesSpec], points: int,
     return traces
 
 
+@dataclass(frozen=True)
+class Overlay:
+    """Another run drawn under this one's curves, to compare: its legend name and history."""
+
+    label: str
+    history: RunHistory
+
+
+def overlay_trace(overlay: Overlay, column: str, points: int, main: RunHistory,
+                  window: int | None = None) -> Trace:
+    """The overlaid run's train `column`; with a window, from the main run's first shown step."""
+    train = overlay.history.train
+    start = 0
+    if window is not None and len(main.train) > window:
+        first_step = main.train.steps[len(main.train) - window]
+        start = int(np.searchsorted(train.steps, first_step, side="left"))
+    v = train.view(column, points, start)
+    return Trace(overlay.label, v.x, v.lo, v.hi, OVERLAY_COLOR,
+                 value=format_metric(column, overlay.history.last(column)))
+
+
 class MetricPanel(Vertical):
     """A bordered panel of plots fed from the run's history."""
 
     ALLOW_MAXIMIZE = True
 
     PLOTS: tuple[tuple[str, tuple[SeriesSpec, ...]], ...] = ()
+    #: Plot index -> the column an overlaid run draws there (see `Overlay`).
+    OVERLAID: dict[int, str] = {}
 
     def __init__(self, history: RunHistory, *, title: str, id: str, classes: str = "panel"):
         super().__init__(id=id, classes=classes)
         self.history = history
         self.border_title = title
         self.window: int | None = None
+        #: A second run to draw beside this one (None: just this run).
+        self.overlay: Overlay | None = None
 
     def compose(self) -> ComposeResult:
         for i, (title, specs) in enumerate(self.PLOTS):
-            yield Plot(self._source(specs), title=title, id=f"{self.id}-plot-{i}")
+            yield Plot(self._source(specs, i), title=title, id=f"{self.id}-plot-{i}")
 
-    def _source(self, specs: tuple[SeriesSpec, ...]):
-        return lambda points: build_traces(self.history, specs, points, self.window)
+    def _source(self, specs: tuple[SeriesSpec, ...], index: int = -1):
+        def traces(points: int) -> list[Trace]:
+            out = build_traces(self.history, specs, points, self.window)
+            column = self.OVERLAID.get(index)
+            if column and self.overlay is not None and len(self.overlay.history.train):
+                # Appended last, so drawn first: this run's own curves stay on top.
+                out.append(overlay_trace(self.overlay, column, points, self.history, self.window))
+            return out
+
+        return traces
 
     def refresh_data(self) -> None:
         """New data: redraw (only what is on screen actually renders)."""
@@ -123,6 +159,7 @@ class LossPanel(MetricPanel):
     # The odds-ratio term is a few percent of the total: on one axis it would be a flat line.
     PLOTS = (("loss", (SeriesSpec("loss", "total", 0), SeriesSpec("nll_loss", "nll", 1))),
              ("odds-ratio term", (SeriesSpec("odds_ratio_loss", "loss - nll", 2),)))
+    OVERLAID = {0: "loss"}
 
     def refresh_data(self) -> None:
         lr = self.history.last("learning_rate")
@@ -139,6 +176,7 @@ class LogOddsPanel(MetricPanel):
                   SeriesSpec("reward_margin", "margin", 1),
                   SeriesSpec("reward_accuracy", "acc", 4))),
     )
+    OVERLAID = {1: "log_odds_chosen"}
 
 
 class ThroughputPanel(MetricPanel):
