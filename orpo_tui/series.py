@@ -41,8 +41,9 @@ METRIC_SOURCES: dict[str, tuple[str, ...]] = {
     "padded_tokens_per_s": ("derived:padded_tokens_per_s", "{m}-mlperf/throughput"),
     "step_time": ("derived:step_time_s", "{m}/step_time", "{m}-mlperf/step_time"),
     # EasyDeL's tflops is the whole batch's FLOPs over the step time: all chips together,
-    # so MFU divides it by the peak of the whole slice.
+    # but one sequence per pair; the engine's MFU (job/actor.py) counts both sequences.
     "tflops": ("{m}/tflops", "{m}-mlperf/tflops"),
+    "mfu": ("derived:mfu",),
     "epoch": ("{m}/epoch",),
     "learning_rate": ("{m}/learning_rate",),
 }

@@ -203,7 +203,9 @@ class ThroughputPanel(MetricPanel):
         real = self.history.last("real_tokens_per_s")
         padded = self.history.last("padded_tokens_per_s")
         peak = self.peak_tflops
-        mfu = tflops / peak if peak and tflops == tflops else math.nan
+        mfu = self.history.last("mfu")  # the engine's figure: the same on disk and headless
+        if mfu != mfu:
+            mfu = tflops / peak if peak and tflops == tflops else math.nan
         mfu_text = format_metric("mfu", mfu) if mfu == mfu else ("-" if peak else "n/a")
         parts = [("TFLOP/s ", "dim"), (format_number(tflops, 3), "bold"),
                  ("  MFU ", "dim"), (mfu_text, "bold")]
