@@ -717,7 +717,8 @@ def _rows(rows: list[int]) -> str:
 
 # ---------------------------------------------------------------- text rendering
 
-def _visible(text: str, limit: int = EXAMPLE_CHARS) -> str:
+def visible(text: str, limit: int = EXAMPLE_CHARS) -> str:
+    """Newlines and tabs made visible; the middle of a long text elided."""
     shown = text.replace("\n", "↵").replace("\t", "⇥")
     if len(shown) > limit:
         half = limit // 2
@@ -760,8 +761,8 @@ def render_text(report: PreflightReport) -> str:
         for name, count, text, cut in (("chosen", ex.chosen_tokens, ex.chosen_text, ex.chosen_cut),
                                        ("rejected", ex.rejected_tokens, ex.rejected_text, ex.rejected_cut)):
             lines.append(f"  {name:<8} {count:>5} tok  ⟦{_cut_right(text, cut, ex.eos_token)}")
-        lines.append(f"  chosen sequence: {_visible(ex.prompt_text, EXAMPLE_CHARS // 2)}‖"
-                     f"{_visible(ex.chosen_text, EXAMPLE_CHARS // 2)}{eos}")
+        lines.append(f"  chosen sequence: {visible(ex.prompt_text, EXAMPLE_CHARS // 2)}‖"
+                     f"{visible(ex.chosen_text, EXAMPLE_CHARS // 2)}{eos}")
     lines += ["", "lengths (tokens)   min    p50    mean    p95    p99    max   limit  truncated"]
     t = report.truncation
     shares = {"prompt": t.prompt_share, "chosen": None, "rejected": None, "total": t.total_share}
@@ -791,17 +792,17 @@ def render_text(report: PreflightReport) -> str:
 
 def _cut_left(cut: str, text: str) -> str:
     if not cut:
-        return _visible(text)
-    return _visible(cut, EXAMPLE_CHARS // 2) + "✂" + _visible(text[len(cut):] if text.startswith(cut) else text)
+        return visible(text)
+    return visible(cut, EXAMPLE_CHARS // 2) + "✂" + visible(text[len(cut):] if text.startswith(cut) else text)
 
 
 def _cut_right(text: str, cut: str, eos: str) -> str:
     """A completion and its appended EOS; ✂ where max_completion_length cuts."""
     if not cut:
-        return f"{_visible(text)}⟧+{eos}" if eos else f"{_visible(text)}⟧"
+        return f"{visible(text)}⟧+{eos}" if eos else f"{visible(text)}⟧"
     full = text + eos
     kept = full[: len(full) - len(cut)] if full.endswith(cut) else full
-    return f"{_visible(kept)}✂{_visible(cut, EXAMPLE_CHARS // 2)}⟧"
+    return f"{visible(kept)}✂{visible(cut, EXAMPLE_CHARS // 2)}⟧"
 
 
 # ---------------------------------------------------------------- CLI

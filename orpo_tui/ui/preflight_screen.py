@@ -30,6 +30,7 @@ from textual.widgets import Footer, Static
 
 from orpo_tui import preset as presets
 from orpo_tui.preflight import PreflightReport, render_histogram, run_preflight
+from orpo_tui.preflight import visible as shared_visible
 from orpo_tui.preset import Preset
 from orpo_tui.ui.commands import PaletteCommand
 from orpo_tui.ui.presets_screen import display_path
@@ -92,12 +93,8 @@ def suggested_values(report: PreflightReport, pct: int) -> dict[str, int]:
 
 
 def visible(text: str, limit: int = EXAMPLE_CHARS) -> str:
-    """Newlines and tabs made visible; the middle of a long text elided."""
-    shown = text.replace("\n", "↵").replace("\t", "⇥")
-    if len(shown) > limit:
-        half = limit // 2
-        shown = f"{shown[:half]} … {shown[-half:]}"
-    return shown
+    """Newlines and tabs made visible; the middle of a long text elided (the screen's width)."""
+    return shared_visible(text, limit)
 
 
 def short_source(source: str) -> str:
