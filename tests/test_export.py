@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "presets" / "qwen3-14b-v4-64.toml"
 TINY = REPO / "presets" / "tiny-cpu.toml"
 
-HF_SECRET = "hf_EXPORTsecretVALUEdoNotLeak0123456789"
+HF_SECRET = "hf_FAKE-export-secret-doNotLeak-0123456789"  # a fake
 WANDB_SECRET = "0ddba11cafe5e3c0ffee0ddba11cafe5e3c0ffee"
 
 # EasyDeL member names back to the names `resolve` writes (the two it spells differently).

@@ -357,7 +357,7 @@ async def test_slice_picker_sets_the_accelerator(preset_workspace) -> None:
 
 
 async def test_secrets_show_only_whether_set(preset_workspace) -> None:
-    secret = "hf_abcdefghijklmnopqrstuvwxyz0123"
+    secret = "hf_FAKE-ui-secret-abcdefghijklmnop"  # a fake
     app = app_for(preset_workspace["repo"] / "tiny-cpu.toml", preset_workspace,
                   environ={"HF_TOKEN_FOR_EASYDEL": secret})
     async with app.run_test(size=(160, 48)) as pilot:
