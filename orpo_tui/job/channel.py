@@ -46,6 +46,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._sock = None
         self._out_fds: list[tuple[int, int]] = []
+        self._pumps: list[threading.Thread] = []
         if primary:
             self._ctx = zmq.Context()
             sock = self._ctx.socket(zmq.DEALER)
@@ -128,7 +129,9 @@ class Reporter:
             os.dup2(w, fd)
             os.close(w)
             self._out_fds.append((fd, saved))
-            threading.Thread(target=self._pump, args=(r, saved), daemon=True).start()
+            pump = threading.Thread(target=self._pump, args=(r, saved), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
 
     def _pump(self, r: int, passthrough: int) -> None:
         buf = b""
@@ -146,6 +149,7 @@ class Reporter:
                 self.log(line.decode("utf-8", "replace").rstrip("\r"))
         if buf:
             self.log(buf.decode("utf-8", "replace"))
+        os.close(r)
 
     def close(self) -> None:
         sys.stdout.flush()
@@ -153,8 +157,10 @@ class Reporter:
         for fd, saved in self._out_fds:
             os.dup2(saved, fd)  # closes the pipe's write end: the pump drains and ends
         self._out_fds.clear()
+        for pump in self._pumps:  # each ends at its pipe's EOF, after forwarding the last lines
+            pump.join(timeout=5)
+        self._pumps.clear()
         if self._sock is not None:
-            time.sleep(0.05)  # let the pumps forward the last lines before LINGER applies
             self._send({"k": "bye"})
             self._sock.close()
             self._ctx.term()
